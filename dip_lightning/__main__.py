@@ -1,0 +1,3 @@
+from dip_lightning.cli import main
+
+main()

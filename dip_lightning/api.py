@@ -1,0 +1,75 @@
+"""Python API: ``restore(image, task="denoise", **overrides) -> (restored, metrics)``."""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from dip_lightning.cli import CONFIG_DIR
+from dip_lightning.io import load_image
+from dip_lightning.run import run
+
+_PLAIN = re.compile(r"^[\w./:\-+@~]*$")
+
+
+def _format_value(v: Any) -> str:
+    """A Python value as a Hydra override value."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_format_value(x) for x in v) + "]"
+    s = str(v)
+    if s and _PLAIN.match(s):
+        return s
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def to_overrides(overrides: dict[str, Any]) -> list[str]:
+    """{"optim.lr": 0.01, "iters": 500} -> ["optim.lr=0.01", "iters=500"]."""
+    return [f"{k}={_format_value(v)}" for k, v in overrides.items()]
+
+
+def compose_config(overrides: dict[str, Any] | list[str] | None = None) -> DictConfig:
+    """Compose ``configs/restore.yaml`` with overrides (dict or ``key=value`` strings), as the CLI does."""
+    items = to_overrides(overrides) if isinstance(overrides, dict) else list(overrides or [])
+    if not any(o.split("=", 1)[0].lstrip("+") == "paths.output_dir" for o in items):
+        stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+        items.append(f"paths.output_dir={Path('outputs/api') / stamp}")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="restore", overrides=items)
+
+
+def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise",
+            **overrides: Any) -> tuple[np.ndarray, dict]:
+    """Restore ``image`` with DIP; same code path as ``dip-restore``.
+
+    ``image``: a path, a skimage sample name, an (H, W[, C]) array (uint8 or float in [0, 1]) or a
+    (C, H, W) tensor. ``overrides`` are the command line's overrides as keywords
+    (``iters=500, seed=1, net="skip"``; dotted keys via ``**{"optim.lr": 0.01}``;
+    ``output_dir=...`` is short for ``paths.output_dir``).
+    Returns the restored image (H×W or H×W×C float32 array in [0, 1], the input's size unless
+    ``fit_size="crop"``) and the metrics dict (also written to ``<output_dir>/metrics.json``).
+    """
+    ov = {"task": task, **overrides}
+    if "output_dir" in ov:
+        ov["paths.output_dir"] = str(ov.pop("output_dir"))
+    tensor = None
+    if isinstance(image, (str, Path)):
+        ov["image"] = str(image)
+    else:
+        tensor = load_image(image)
+        ov.setdefault("image", "array")
+    cfg = compose_config(ov)
+    result = run(cfg, image=tensor)
+    out = result["restored"].numpy().transpose(1, 2, 0)
+    return (out[:, :, 0] if out.shape[2] == 1 else out), result["metrics"]

@@ -1,0 +1,48 @@
+"""Steady-state iterations per second, excluding warm-up (first steps, compilation)."""
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+
+
+class Throughput(pl.Callback):
+    """Times steps ``warmup+1 … last``. Synchronises CUDA only at those two instants."""
+
+    def __init__(self, warmup: int = 5):
+        self.warmup = max(1, int(warmup))
+        self.t_start = self.t_warm = self.t_end = None
+        self.step_warm = self.step_end = 0
+
+    def _now(self, module: pl.LightningModule) -> float:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+        return time.perf_counter()
+
+    def on_train_start(self, trainer, module) -> None:
+        self.t_start = time.perf_counter()
+        self.step_warm = trainer.global_step  # a resumed run starts warm-up from here
+        self.t_warm = None
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.t_warm is None and trainer.global_step - self.step_warm >= self.warmup:
+            self.t_warm = self._now(module)
+            self.step_warm = trainer.global_step
+
+    def on_train_end(self, trainer, module) -> None:
+        self.t_end = self._now(module)
+        self.step_end = trainer.global_step
+
+    @property
+    def wall_s(self) -> float:
+        return (self.t_end or time.perf_counter()) - (self.t_start or time.perf_counter())
+
+    @property
+    def it_per_s(self) -> float | None:
+        """Steady rate; falls back to the whole run when it was shorter than the warm-up."""
+        if self.t_warm is not None and self.step_end > self.step_warm and self.t_end:
+            return (self.step_end - self.step_warm) / (self.t_end - self.t_warm)
+        if self.t_end and self.t_start and self.step_end:
+            return self.step_end / max(self.t_end - self.t_start, 1e-9)
+        return None

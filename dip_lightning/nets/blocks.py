@@ -1,0 +1,139 @@
+"""Building blocks shared by the networks: padded convolutions, down/up-sampling, norms, activations.
+
+All nets are built from these few blocks so that later transformations (memory format, packing
+K fits with grouped convolutions) only have to know them.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dip_lightning.ops import lanczos_kernel
+
+
+def activation(name: str) -> nn.Module:
+    """'LeakyReLU' (slope 0.2, the paper's), 'ReLU', 'ELU', 'Tanh' or 'none'."""
+    table = {
+        "leakyrelu": lambda: nn.LeakyReLU(0.2, inplace=True),
+        "relu": lambda: nn.ReLU(inplace=True),
+        "elu": lambda: nn.ELU(inplace=True),
+        "tanh": nn.Tanh,
+        "none": nn.Identity,
+    }
+    key = str(name).lower()
+    if key not in table:
+        raise ValueError(f"unknown activation {name!r}; choose one of LeakyReLU, ReLU, ELU, Tanh, none")
+    return table[key]()
+
+
+def norm(name: str | None, channels: int, legacy_init: bool = False) -> nn.Module:
+    """'batch' (BatchNorm2d, always in batch-statistics mode for DIP), 'instance' or None.
+
+    ``legacy_init`` reproduces torch < 1.2, which initialised BatchNorm weights U(0, 1)
+    (the paper's numbers were produced that way); today's default is 1.
+    """
+    if name in (None, "none", False):
+        return nn.Identity()
+    if name == "batch":
+        layer = nn.BatchNorm2d(channels)
+    elif name == "instance":
+        layer = nn.InstanceNorm2d(channels, affine=True)
+    else:
+        raise ValueError(f"unknown norm {name!r}; choose batch, instance or none")
+    if legacy_init:
+        nn.init.uniform_(layer.weight)
+    return layer
+
+
+class LanczosDownsample(nn.Module):
+    """Anti-aliased ×factor downsampling with a Lanczos2 kernel (see ``ops.lanczos_kernel``)."""
+
+    def __init__(self, channels: int, factor: int):
+        super().__init__()
+        self.factor = factor
+        self.channels = channels
+        k = lanczos_kernel(factor)
+        self.register_buffer("weight", k.expand(channels, 1, *k.shape).clone(), persistent=False)
+        self.pad = (k.shape[0] - factor) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (self.pad,) * 4, mode="replicate")
+        return F.conv2d(x, self.weight.to(x.dtype), stride=self.factor, groups=self.channels)
+
+
+def conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = True,
+         pad: str = "reflection", downsample_mode: str = "stride") -> nn.Module:
+    """k×k convolution with 'same' padding; stride 2 downsamples by the chosen mode.
+
+    ``pad`` is 'reflection' (the paper's) or 'zero'. ``downsample_mode`` for stride > 1:
+    'stride' (strided conv), 'avg' / 'max' (stride-1 conv then pooling), 'lanczos2'
+    (stride-1 conv then a Lanczos2 ×stride downsampler).
+    """
+    if pad not in ("reflection", "zero"):
+        raise ValueError(f"unknown pad {pad!r}; choose reflection or zero")
+    if downsample_mode not in ("stride", "avg", "max", "lanczos2"):
+        raise ValueError(f"unknown downsample_mode {downsample_mode!r}; choose stride, avg, max or lanczos2")
+    conv_stride = stride if downsample_mode == "stride" else 1
+    p = (kernel_size - 1) // 2
+    layer = nn.Conv2d(in_ch, out_ch, kernel_size, stride=conv_stride, padding=p, bias=bias,
+                      padding_mode="reflect" if (pad == "reflection" and p > 0) else "zeros")
+    if stride == 1 or downsample_mode == "stride":
+        return layer
+    down = {"avg": lambda: nn.AvgPool2d(stride, stride), "max": lambda: nn.MaxPool2d(stride, stride),
+            "lanczos2": lambda: LanczosDownsample(out_ch, stride)}[downsample_mode]()
+    return nn.Sequential(layer, down)
+
+
+class Upsample(nn.Module):
+    """×2 upsampling: 'nearest' or 'bilinear' (``align_corners=True`` is torch < 0.4's behaviour)."""
+
+    def __init__(self, mode: str = "bilinear", align_corners: bool = False):
+        super().__init__()
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"unknown upsample mode {mode!r}; choose nearest or bilinear")
+        self.mode = mode
+        self.align_corners = align_corners if mode == "bilinear" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, align_corners={self.align_corners}"
+
+
+class Concat(nn.Module):
+    """Run branches on the same input and concatenate along channels.
+
+    Where branch outputs disagree in size (odd inputs through stride-2 + ×2 upsampling), each is
+    centre-cropped to the smallest, as the original code did.
+    """
+
+    def __init__(self, *branches: nn.Module):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [b(x) for b in self.branches]
+        h = min(o.shape[-2] for o in outs)
+        w = min(o.shape[-1] for o in outs)
+        outs = [o if o.shape[-2:] == (h, w) else
+                o[..., (o.shape[-2] - h) // 2:(o.shape[-2] - h) // 2 + h,
+                  (o.shape[-1] - w) // 2:(o.shape[-1] - w) // 2 + w] for o in outs]
+        return torch.cat(outs, dim=1)
+
+
+def per_level(value, levels: int, name: str) -> list:
+    """Broadcast a scalar knob to one value per level; check a list's length."""
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)):
+        value = list(value)
+        if len(value) != levels:
+            raise ValueError(f"{name} has {len(value)} entries but the net has {levels} levels; "
+                             f"give one value per level or a single value")
+        return value
+    return [value] * levels
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+

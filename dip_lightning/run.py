@@ -1,0 +1,203 @@
+"""``run(cfg)``: one DIP restoration from a composed config. No Hydra inside: the CLI, the Python
+API, scripts and sweeps all call this function, so there is exactly one code path."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dip_lightning.callbacks import CurveLogger, PSNRProgressBar, Throughput
+from dip_lightning.data import step_loader
+from dip_lightning.io import center_crop_to_multiple, crop, lcm, load_image, pad_amounts, save_image
+from dip_lightning.module import DIPModule, psnr, ssim
+from dip_lightning.nets.blocks import count_parameters
+from dip_lightning.outputs import panel, plot_curves, write_json
+from dip_lightning.tasks.base import Task
+
+
+@dataclass
+class Problem:
+    """A prepared restoration: padded observation, ground truth (or None), crop box on the canvas."""
+
+    y: torch.Tensor          # observation (1, C, h, w), unpadded
+    y_padded: torch.Tensor   # observation padded to the network's multiple
+    x_true: torch.Tensor | None
+    box: tuple[int, int, int, int]  # (top, left, H, W) of the restored image on the canvas
+    canvas: tuple[int, int]
+
+
+def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bool, fit_size: str,
+                    generator: torch.Generator) -> Problem:
+    """Make (or adopt) the observation and pad it so the restored canvas is a multiple of the net's.
+
+    ``fit_size='pad'``: reflection-pad the observation (and operator state, e.g. the mask) and crop
+    the result back, so every pixel is restored. ``'crop'``: the original code's centre crop to a
+    multiple (borders are lost; the restored image is smaller than the input).
+    """
+    if fit_size not in ("pad", "crop"):
+        raise ValueError(f"fit_size={fit_size!r}; choose pad (keep every pixel) or crop (the original's centre crop)")
+    s = int(task.scale)
+    obs_multiple = lcm(multiple, s) // s  # observation pixels per canvas multiple
+    x = image[None]
+    if observed:
+        if fit_size == "crop":
+            x = center_crop_to_multiple(x, obs_multiple)
+        y, x_true = task.adopt(x), None
+    else:
+        x_true = task.crop_ground_truth(x)
+        if fit_size == "crop":
+            x_true = center_crop_to_multiple(x_true, lcm(multiple, s))
+        y = task.simulate(x_true, generator)
+    h, w = y.shape[-2:]
+    # at least two multiples, so the deepest level is ≥ 2×2 (BatchNorm needs > 1 value per channel)
+    (pt, pb), (pl_, pr) = pad_amounts(h, obs_multiple, 2 * obs_multiple), pad_amounts(w, obs_multiple, 2 * obs_multiple)
+    pads = (pt, pb, pl_, pr)
+    y_padded = task.pad_observation(y, pads)
+    task.pad(pads)
+    canvas = (y_padded.shape[-2] * s, y_padded.shape[-1] * s)
+    box = (pt * s, pl_ * s, h * s, w * s)
+    return Problem(y=y, y_padded=y_padded, x_true=x_true, box=box, canvas=canvas)
+
+
+def build_logger(cfg: DictConfig, out_dir: Path):
+    if not cfg.get("logger"):
+        return None
+    kwargs = {}
+    target = str(cfg.logger.get("_target_", ""))
+    if target.endswith("WandbLogger"):
+        os.environ.setdefault("WANDB_SILENT", "true")
+        if not cfg.logger.get("name"):
+            kwargs["name"] = cfg.get("name") or out_dir.name
+    return instantiate(cfg.logger, **kwargs)
+
+
+def finish_logger(logger) -> None:
+    """Close a W&B run so that the next job in this process starts its own."""
+    if logger is None or type(logger).__name__ != "WandbLogger":
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def run(cfg: DictConfig, image: torch.Tensor | None = None) -> dict:
+    """Restore one image as ``cfg`` says. Returns ``{"metrics", "restored", "output_dir", ...}``.
+
+    ``image`` (a (C, H, W) tensor) replaces ``cfg.image`` when given (the Python API uses it).
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    if int(cfg.iters) < 1:
+        raise ValueError(f"iters={cfg.iters} must be a positive number of steps, e.g. iters=3000")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    seed = int(cfg.seed)
+    pl.seed_everything(seed, verbose=False)
+
+    task: Task = instantiate(cfg.task)
+    img = load_image(cfg.image if image is None else image, cfg.get("resize"))
+    make_input = instantiate(cfg.input)
+    torch.manual_seed(seed)  # network initialisation depends on the seed only
+    net = instantiate(cfg.net, in_channels=make_input.depth, out_channels=img.shape[0])
+    if cfg.get("compile"):
+        net = torch.compile(net)
+    generator = torch.Generator().manual_seed(seed)  # observation noise / mask, then z
+    prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), bool(cfg.observed),
+                           str(cfg.fit_size), generator)
+    z = make_input(*prob.canvas, generator)
+    module = DIPModule(
+        net=net, task=task, optimizer=instantiate(cfg.optim), z=z, y=prob.y_padded, x_true=prob.x_true,
+        box=prob.box, iters=int(cfg.iters), reg_noise_std=float(cfg.reg_noise_std),
+        exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db, eval_every=int(cfg.eval_every),
+        seed=seed, memory_format=str(cfg.memory_format))
+    n_params = count_parameters(net)
+
+    logger = build_logger(cfg, out_dir)
+    throughput = Throughput(warmup=int(cfg.warmup_steps))
+    curves = CurveLogger(log_every=int(cfg.log_every), snapshot_every=int(cfg.snapshot_every or 0))
+    try:
+        if logger is not None:
+            logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "params": n_params})
+        callbacks = [throughput, curves]
+        if cfg.trainer.get("enable_progress_bar", True):
+            callbacks.append(PSNRProgressBar(curves, refresh_rate=int(cfg.get("progress_every", 10))))
+        trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
+                                          callbacks=callbacks)
+        trainer.fit(module, train_dataloaders=step_loader(int(cfg.iters)))
+        results = write_outputs(cfg, module, prob, task, throughput, n_params, out_dir,
+                                wall_s=time.perf_counter() - t0)
+        if logger is not None and type(logger).__name__ == "WandbLogger":
+            m = results["metrics"]
+            logger.experiment.summary.update({k: m[k] for k in ("psnr_best", "best_step", "psnr_final",
+                                                                   "psnr_ema_final", "psnr_observed", "it_per_s")})
+    finally:
+        finish_logger(logger)
+    return results
+
+
+def _f(t: torch.Tensor | None) -> float | None:
+    if t is None:
+        return None
+    v = float(t)
+    return None if math.isnan(v) or math.isinf(v) else round(v, 4)
+
+
+def write_outputs(cfg: DictConfig, module: DIPModule, prob: Problem, task: Task, throughput: Throughput,
+                  n_params: int, out_dir: Path, wall_s: float) -> dict:
+    """Save images, panel, PSNR plot and metrics.json; return the metrics and the restored image."""
+    module = module.cpu()
+    final = module.final_image()[0]
+    ema = module.ema_image()
+    y_obs = crop(module.y, module.obs_box)
+    save_image(final, out_dir / "restored.png")
+    save_image(prob.y[0], out_dir / "observed.png")
+    if ema is not None:
+        save_image(ema[0], out_dir / "restored_ema.png")
+    gt = prob.x_true
+    if gt is not None:
+        save_image(module.best_image[0], out_dir / "restored_best.png")
+    save_image(panel([prob.y[0], final] + ([gt[0]] if gt is not None else [])), out_dir / "panel.png")
+    history = module.history_dict()
+    best_step = int(module.best_step) if gt is not None else None
+    baseline = task.baseline(prob.y) if gt is not None else None
+    if baseline is not None and baseline.shape != gt.shape:
+        baseline = None
+    plot_curves(history, out_dir / "psnr.png", best_step,
+                title=f"{type(task).__name__} · {type(module.net).__name__}")
+    metrics = {
+        "status": "completed",
+        "task": type(task).__name__,
+        "net": type(module.net).__name__,
+        "params": n_params,
+        "seed": int(cfg.seed),
+        "image_size": list(final.shape[-2:]),
+        "channels": int(final.shape[0]),
+        "ground_truth": gt is not None,
+        "psnr_observed": _f(psnr(baseline, gt)) if baseline is not None else None,
+        "psnr_final": _f(psnr(final[None], gt)) if gt is not None else None,
+        "psnr_ema_final": _f(psnr(ema, gt)) if (gt is not None and ema is not None) else None,
+        "psnr_best": _f(module.best_psnr) if gt is not None else None,
+        "best_step": best_step,
+        "ssim_final": _f(ssim(final[None], gt)) if gt is not None else None,
+        "psnr_obs_final": _f(psnr(crop(task(module.last_out), module.obs_box), y_obs)),
+        "psnr_ema_obs_final": _f(psnr(crop(task(module.ema), module.obs_box), y_obs)) if ema is not None else None,
+        "backtracks": int(module.backtracks),
+        "iters_done": int(module.global_step),
+        "wall_s": round(wall_s, 3),
+        "fit_s": round(throughput.wall_s, 3),
+        "it_per_s": round(throughput.it_per_s, 4) if throughput.it_per_s else None,
+        "output_dir": str(out_dir),
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    return {"metrics": metrics, "restored": final, "restored_ema": None if ema is None else ema[0],
+            "history": history, "output_dir": out_dir}

@@ -1,0 +1,49 @@
+"""A restoration task is a degradation operator A plus its observation model.
+
+DIP fits min_θ ‖A(f_θ(z)) − y‖² (mean over all elements, as in the paper); the module is the
+same for every task, only A and the way y is made differ.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from dip_lightning.io import pad_image
+
+
+class Task(nn.Module):
+    """Base class. Subclasses implement ``simulate`` and ``forward`` (A); the rest has defaults.
+
+    Operator state (masks, kernels) lives in buffers so it moves with the LightningModule.
+    ``scale`` is the ratio of the restored image's size to the observation's (SR factor; else 1).
+    """
+
+    scale: int = 1
+
+    def crop_ground_truth(self, x: torch.Tensor) -> torch.Tensor:
+        """Make a clean image (1, C, H, W) valid for this task (e.g. SR: a multiple of the factor)."""
+        return x
+
+    def simulate(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Degrade a clean image x (1, C, H, W) into the observation y."""
+        raise NotImplementedError
+
+    def adopt(self, y: torch.Tensor) -> torch.Tensor:
+        """Take a user's already-degraded image as the observation (no ground truth)."""
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A(x): the restored-image-space estimate mapped into observation space."""
+        raise NotImplementedError
+
+    def pad(self, pads: Sequence[int]) -> None:
+        """Pad operator state in observation space by (top, bottom, left, right), like y."""
+
+    def baseline(self, y: torch.Tensor) -> torch.Tensor:
+        """A naive estimate from y alone at the restored size (for ``psnr_observed``)."""
+        return y
+
+    def pad_observation(self, y: torch.Tensor, pads: Sequence[int]) -> torch.Tensor:
+        return pad_image(y, pads, mode="reflect")

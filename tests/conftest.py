@@ -1,0 +1,57 @@
+"""Shared fixtures: single-threaded torch, W&B off (or offline under tmp), tiny real-config runs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+#: overrides that make the real configs tiny: a 3-level 8-channel skip net, 4 input channels
+TINY_NET = ["net.channels_down=[8,8,8]", "net.channels_up=[8,8,8]", "net.channels_skip=[2,2,2]"]
+QUIET = ["trainer.enable_progress_bar=false", "logger=none", "snapshot_every=0", "threads=1"]
+
+
+def synthetic_image(height: int = 37, width: int = 29, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A smooth test image (gradients + a disc), float32 in [0, 1], (H, W) or (H, W, C)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy /= max(height - 1, 1)
+    xx /= max(width - 1, 1)
+    disc = ((yy - 0.5) ** 2 + (xx - 0.45) ** 2 < 0.08).astype(np.float32)
+    chans = []
+    for c in range(channels):
+        a, b = rng.uniform(0.2, 0.8, size=2)
+        chans.append(np.clip(0.15 + 0.5 * (a * xx + b * yy) / 1.6 + 0.3 * disc * (c + 1) / channels, 0, 1))
+    img = np.stack(chans, -1)
+    return img[:, :, 0] if channels == 1 else img
+
+
+@pytest.fixture
+def image_file(tmp_path: Path):
+    """Factory: write a synthetic PNG and return its path."""
+
+    def make(height: int = 37, width: int = 29, channels: int = 3, name: str = "img.png") -> Path:
+        a = (synthetic_image(height, width, channels) * 255).round().astype(np.uint8)
+        path = tmp_path / name
+        Image.fromarray(a).save(path)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path):
+    """Factory: compose the real configs/restore.yaml with overrides, output under tmp_path."""
+    from dip_lightning.api import compose_config
+
+    def make(*overrides: str, out: str = "run"):
+        return compose_config(list(overrides) + [f"paths.output_dir={tmp_path / out}"])
+
+    return make

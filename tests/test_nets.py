@@ -1,0 +1,53 @@
+"""SkipNet: the paper's parameter counts, odd sizes, legacy switches."""
+import pytest
+import torch
+
+from dip_lightning.nets import SkipNet, count_parameters
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    (dict(in_channels=32, out_channels=3), 2_217_831),                      # denoise / SR default
+    (dict(in_channels=32, out_channels=1), 2_217_573),                      # restoration barbara
+    (dict(in_channels=1, out_channels=3, channels_down=[16, 32, 64, 128, 128, 128],
+          channels_up=[16, 32, 64, 128, 128, 128], channels_skip=[0] * 6, filter_size_down=5,
+          upsample_mode="nearest", need1x1_up=False), 2_996_467),           # skip_depth6 (library)
+    (dict(in_channels=1, out_channels=3, channels_down=[16, 32, 64, 128], channels_up=[16, 32, 64, 128],
+          channels_skip=[0] * 4, filter_size_down=5, upsample_mode="nearest", need1x1_up=False), 1_060_339),
+    (dict(in_channels=1, out_channels=3, channels_down=[16, 32], channels_up=[16, 32], channels_skip=[0, 0],
+          filter_size_down=5, upsample_mode="nearest", need1x1_up=False), 59_635),
+    (dict(in_channels=2, out_channels=3, channels_skip=[0] * 5, upsample_mode="nearest"), 2_157_955),  # vase
+    (dict(in_channels=32, out_channels=3, channels_skip=[128] * 5, upsample_mode="nearest"), 3_002_627),  # kate
+    (dict(in_channels=3, out_channels=3, channels_down=[8, 16, 32, 64, 128], channels_up=[8, 16, 32, 64, 128],
+          channels_skip=[0, 0, 0, 4, 4]), 572_827),                          # JPEG snail
+    (dict(in_channels=32, out_channels=3, channels_down=[16, 32, 64, 128, 128],
+          channels_up=[16, 32, 64, 128, 128], channels_skip=[0] * 5, downsample_mode="avg"), 1_027_379),
+    (dict(in_channels=3, out_channels=3,
+          upsample_mode=["nearest", "nearest", "bilinear", "bilinear", "bilinear"]), 2_184_307),  # flash
+])
+def test_parameter_counts_of_the_papers_configurations(kwargs, expected):
+    assert count_parameters(SkipNet(**kwargs)) == expected
+
+
+@pytest.mark.parametrize("hw,down", [((37, 53), "stride"), ((9, 17), "stride"), ((32, 32), "stride"),
+                                     ((32, 32), "avg"), ((16, 48), "max"), ((32, 24), "lanczos2")])
+def test_same_size_out(hw, down):
+    # strided convs take any size (Concat centre-crops); pooling modes need the multiple the runner pads to
+    net = SkipNet(4, 1, [4, 4, 4], [4, 4, 4], [2, 0, 2], downsample_mode=down)
+    out = net(torch.rand(1, 4, *hw))
+    assert out.shape == (1, 1, *hw)
+    assert 0 <= out.min() and out.max() <= 1
+
+
+def test_legacy_switches():
+    net = SkipNet(4, 3, [4, 4], [4, 4], [2, 2], align_corners=True, legacy_bn_init=True)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(not torch.all(b.weight == 1) for b in bns)
+    ups = [m for m in net.modules() if type(m).__name__ == "Upsample"]
+    assert ups and all(u.align_corners for u in ups)
+
+
+def test_bad_knob_names_the_choices():
+    with pytest.raises(ValueError, match="nearest or bilinear"):
+        SkipNet(4, 3, [4], [4], [0], upsample_mode="bicubicx")
+    with pytest.raises(ValueError, match="levels"):
+        SkipNet(4, 3, [4, 4], [4, 4], [0, 0], filter_size_down=[3, 3, 3])

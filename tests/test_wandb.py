@@ -1,0 +1,82 @@
+"""W&B offline: curves, non-black snapshot images, summary, one run per job (also in a multirun)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dip_lightning.run import run
+from conftest import TINY_NET
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    return tmp_path
+
+
+def last_value(record: bytes, key: str) -> str:
+    """Last JSON value logged under ``key`` in an offline run's .wandb file (protobuf: the key, then
+    field 16 (bytes 0x82 0x01), a one-byte length and the value's JSON text)."""
+    k = key.encode()
+    i = record.rfind(k + b"\x82\x01")
+    assert i >= 0, f"{key} was not logged"
+    j = i + len(k) + 2
+    return record[j + 1:j + 1 + record[j]].decode()
+
+
+def offline_runs(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("offline-run-*") if p.is_dir())
+
+
+def test_offline_run_logs_curves_and_non_black_snapshots(wandb_offline, compose_cfg, image_file):
+    cfg = compose_cfg(f"image={image_file(24, 20, 3)}", "logger=wandb", "iters=10", "eval_every=2",
+                      "snapshot_every=5", "log_every=5", "input.depth=4", "trainer.enable_progress_bar=false",
+                      *TINY_NET)
+    res = run(cfg)
+    runs = offline_runs(res["output_dir"])
+    assert len(runs) == 1
+    pngs = sorted(runs[0].rglob("media/images/**/*.png"))
+    names = " ".join(str(p.relative_to(runs[0])) for p in pngs)
+    assert "snapshot" in names and len(pngs) >= 4, names  # output + EMA at steps 1, 5, 10
+    for p in pngs:
+        a = np.asarray(Image.open(p))
+        assert a.dtype == np.uint8 and a.max() > 20, p
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()
+    assert float(last_value(record, "psnr_best")) == pytest.approx(res["metrics"]["psnr_best"])
+    assert int(last_value(record, "best_step")) == res["metrics"]["best_step"]
+    for key in ("psnr/gt", "psnr_ema/gt", "psnr/obs", "psnr_ema/obs", "loss", "psnr/best"):
+        assert float(last_value(record, key)) == float(last_value(record, key))  # logged, finite
+
+
+def test_sequential_runs_get_their_own_wandb_runs(wandb_offline, compose_cfg, image_file):
+    path = image_file(16, 16, 1)
+    dirs = []
+    for seed in (0, 1):
+        cfg = compose_cfg(f"image={path}", "logger=wandb", "iters=3", f"seed={seed}", "input.depth=4",
+                          "trainer.enable_progress_bar=false", *TINY_NET, out=f"s{seed}")
+        dirs.append(run(cfg)["output_dir"])
+    ids = [offline_runs(d)[0].name for d in dirs]
+    assert len(set(ids)) == 2
+
+
+def test_hydra_multirun_gives_each_job_its_own_wandb_run(wandb_offline, image_file):
+    path = image_file(16, 16, 3)
+    sweep = wandb_offline / "sweep"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "dip_lightning", "-m", f"image={path}", "seed=0,1", "iters=3", "input.depth=4",
+           "logger=wandb", "trainer.enable_progress_bar=false", "threads=1", *TINY_NET,
+           f"hydra.sweep.dir={sweep}"]
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=600)
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 2
+    ids = {offline_runs(j)[0].name for j in jobs}
+    assert len(ids) == 2
+    for j in jobs:
+        assert json.loads((j / "metrics.json").read_text())["iters_done"] == 3
