@@ -99,6 +99,7 @@ class DIPModule(pl.LightningModule):
         self.register_buffer("history", torch.full((len(self.eval_steps), len(FIELDS)), math.nan))
         self._snapshot: list[torch.Tensor] | None = None
         self._gen: torch.Generator | None = None
+        self._resume_extra: dict | None = None
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self):
@@ -107,6 +108,21 @@ class DIPModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         if self._gen is None or self._gen.device != self.device:
             self._gen = torch.Generator(device=self.device).manual_seed(self.seed)
+        pending = getattr(self, "_resume_extra", None)
+        if pending is not None:  # restore what on_load_checkpoint read, now that the device is known
+            if pending["gen"] is not None:
+                self._gen.set_state(pending["gen"])
+            snap = pending["snapshot"]
+            self._snapshot = None if snap is None else [t.to(self.device) for t in snap]
+            self._resume_extra = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Besides weights, buffers and optimiser: the input-jitter RNG and the backtracking snapshot."""
+        checkpoint["dip"] = {"gen": None if self._gen is None else self._gen.get_state(),
+                             "snapshot": self._snapshot}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resume_extra = checkpoint.get("dip")
 
     @property
     def rows_done(self) -> int:

@@ -37,7 +37,8 @@ def panel(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
     return torch.cat(cols[:-1], dim=-1)
 
 
-def plot_curves(history: dict, path: Path, best_step: int | None = None, title: str = "") -> None:
+def plot_curves(history: dict, path: Path, best_step: int | None = None, es_step: int | None = None,
+                title: str = "") -> None:
     """PSNR curves (output / EMA, vs ground truth and vs observation) against the step."""
     import matplotlib
 
@@ -54,6 +55,8 @@ def plot_curves(history: dict, path: Path, best_step: int | None = None, title: 
             ax.plot(steps, vals, ls, color=color, label=label)
     if best_step:
         ax.axvline(best_step, color="C2", ls="--", lw=1, label=f"best step {best_step}")
+    if es_step:
+        ax.axvline(es_step, color="C3", ls="-.", lw=1, label=f"ES step {es_step}")
     ax.set_xlabel("step")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dip_lightning.callbacks import CurveLogger, PSNRProgressBar, Throughput
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from dip_lightning.callbacks import CurveLogger, PSNRProgressBar, Snapshots, Throughput
 from dip_lightning.data import step_loader
 from dip_lightning.io import center_crop_to_multiple, crop, lcm, load_image, pad_amounts, save_image
 from dip_lightning.module import DIPModule, psnr, ssim
@@ -88,10 +91,31 @@ def finish_logger(logger) -> None:
         wandb.finish()
 
 
+def build_callbacks(cfg: DictConfig, out_dir: Path) -> dict[str, pl.Callback]:
+    """The run's callbacks by role (throughput, curves, snapshots, es, checkpoint, progress)."""
+    cbs: dict[str, pl.Callback] = {
+        "throughput": Throughput(warmup=int(cfg.warmup_steps)),
+        "curves": CurveLogger(log_every=int(cfg.log_every)),
+        "snapshots": Snapshots(out_dir / "snapshots", int(cfg.iters), every=int(cfg.snapshot_every or 0),
+                               log_spaced=bool(cfg.snapshot_log_spaced)),
+    }
+    if cfg.get("es"):
+        cbs["es"] = instantiate(cfg.es)
+    if int(cfg.get("ckpt_every") or 0) > 0:
+        cbs["checkpoint"] = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step_{step:06d}",
+                                            auto_insert_metric_name=False, every_n_train_steps=int(cfg.ckpt_every),
+                                            save_top_k=-1, save_last=False)
+    if cfg.trainer.get("enable_progress_bar", True):
+        cbs["progress"] = PSNRProgressBar(cbs["curves"], refresh_rate=int(cfg.get("progress_every", 10)))
+    return cbs
+
+
 def run(cfg: DictConfig, image: torch.Tensor | None = None) -> dict:
     """Restore one image as ``cfg`` says. Returns ``{"metrics", "restored", "output_dir", ...}``.
 
     ``image`` (a (C, H, W) tensor) replaces ``cfg.image`` when given (the Python API uses it).
+    A run stopped by Ctrl-C / SIGTERM or an error still writes its outputs so far, with
+    ``status`` ``interrupted`` / ``failed`` in metrics.json, then re-raises.
     """
     t0 = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
@@ -123,26 +147,38 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None) -> dict:
     n_params = count_parameters(net)
 
     logger = build_logger(cfg, out_dir)
-    throughput = Throughput(warmup=int(cfg.warmup_steps))
-    curves = CurveLogger(log_every=int(cfg.log_every), snapshot_every=int(cfg.snapshot_every or 0))
+    cbs = build_callbacks(cfg, out_dir)
+
+    def finish(status: str, reason: str | None = None) -> dict:
+        return write_outputs(cfg, module, prob, task, cbs, n_params, out_dir,
+                             wall_s=time.perf_counter() - t0, status=status, reason=reason)
+
     try:
         if logger is not None:
             logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "params": n_params})
-        callbacks = [throughput, curves]
-        if cfg.trainer.get("enable_progress_bar", True):
-            callbacks.append(PSNRProgressBar(curves, refresh_rate=int(cfg.get("progress_every", 10))))
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
-                                          callbacks=callbacks)
-        trainer.fit(module, train_dataloaders=step_loader(int(cfg.iters)))
-        results = write_outputs(cfg, module, prob, task, throughput, n_params, out_dir,
-                                wall_s=time.perf_counter() - t0)
+                                          callbacks=list(cbs.values()), enable_checkpointing="checkpoint" in cbs)
+        try:
+            trainer.fit(module, train_dataloaders=step_loader(int(cfg.iters)), ckpt_path=cfg.get("ckpt_path"))
+        except BaseException as exc:  # Lightning turns Ctrl-C into SystemExit; SIGTERM raises SIGTERMException
+            if module.global_step > 0:
+                interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+                finish("interrupted" if interrupted else "failed", f"{type(exc).__name__}: {exc}".strip(": "))
+            if type(exc).__name__ == "SIGTERMException":  # Lightning's SystemExit() would exit with 0
+                raise SystemExit(128 + signal.SIGTERM) from exc
+            raise
+        es = cbs.get("es")
+        results = finish("early_stopped" if es is not None and es.stopped else "completed")
         if logger is not None and type(logger).__name__ == "WandbLogger":
             m = results["metrics"]
-            logger.experiment.summary.update({k: m[k] for k in ("psnr_best", "best_step", "psnr_final",
-                                                                   "psnr_ema_final", "psnr_observed", "it_per_s")})
+            logger.experiment.summary.update({k: m[k] for k in SUMMARY_KEYS if m.get(k) is not None})
     finally:
         finish_logger(logger)
     return results
+
+
+SUMMARY_KEYS = ("psnr_best", "best_step", "psnr_final", "psnr_ema_final", "psnr_observed", "it_per_s",
+                "es_step", "es_psnr", "es_gap", "status")
 
 
 def _f(t: torch.Tensor | None) -> float | None:
@@ -152,30 +188,41 @@ def _f(t: torch.Tensor | None) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else round(v, 4)
 
 
-def write_outputs(cfg: DictConfig, module: DIPModule, prob: Problem, task: Task, throughput: Throughput,
-                  n_params: int, out_dir: Path, wall_s: float) -> dict:
+def write_outputs(cfg: DictConfig, module: DIPModule, prob: Problem, task: Task, cbs: dict,
+                  n_params: int, out_dir: Path, wall_s: float, status: str = "completed",
+                  reason: str | None = None) -> dict:
     """Save images, panel, PSNR plot and metrics.json; return the metrics and the restored image."""
     module = module.cpu()
+    throughput: Throughput = cbs["throughput"]
     final = module.final_image()[0]
     ema = module.ema_image()
     y_obs = crop(module.y, module.obs_box)
+    gt = prob.x_true
     save_image(final, out_dir / "restored.png")
     save_image(prob.y[0], out_dir / "observed.png")
     if ema is not None:
         save_image(ema[0], out_dir / "restored_ema.png")
-    gt = prob.x_true
     if gt is not None:
         save_image(module.best_image[0], out_dir / "restored_best.png")
     save_image(panel([prob.y[0], final] + ([gt[0]] if gt is not None else [])), out_dir / "panel.png")
+
+    es_cb = cbs.get("es")
+    es = es_cb.result() if es_cb is not None else {"es_step": None, "es_detected": False, "es_method": None}
+    es_image = es_cb.image.cpu() if (es_cb is not None and es["es_step"] is not None) else None
+    if es_image is not None:
+        save_image(es_image[0], out_dir / "restored_es.png")
     history = module.history_dict()
     best_step = int(module.best_step) if gt is not None else None
+    plot_curves(history, out_dir / "psnr.png", best_step, es["es_step"],
+                title=f"{type(task).__name__} · {type(module.net).__name__}")
     baseline = task.baseline(prob.y) if gt is not None else None
     if baseline is not None and baseline.shape != gt.shape:
         baseline = None
-    plot_curves(history, out_dir / "psnr.png", best_step,
-                title=f"{type(task).__name__} · {type(module.net).__name__}")
+    psnr_best = _f(module.best_psnr) if gt is not None else None
+    es_psnr = _f(psnr(es_image, gt)) if (es_image is not None and gt is not None) else None
     metrics = {
-        "status": "completed",
+        "status": status,
+        "reason": reason,
         "task": type(task).__name__,
         "net": type(module.net).__name__,
         "params": n_params,
@@ -186,13 +233,17 @@ def write_outputs(cfg: DictConfig, module: DIPModule, prob: Problem, task: Task,
         "psnr_observed": _f(psnr(baseline, gt)) if baseline is not None else None,
         "psnr_final": _f(psnr(final[None], gt)) if gt is not None else None,
         "psnr_ema_final": _f(psnr(ema, gt)) if (gt is not None and ema is not None) else None,
-        "psnr_best": _f(module.best_psnr) if gt is not None else None,
+        "psnr_best": psnr_best,
         "best_step": best_step,
         "ssim_final": _f(ssim(final[None], gt)) if gt is not None else None,
         "psnr_obs_final": _f(psnr(crop(task(module.last_out), module.obs_box), y_obs)),
         "psnr_ema_obs_final": _f(psnr(crop(task(module.ema), module.obs_box), y_obs)) if ema is not None else None,
+        **es,
+        "es_psnr": es_psnr,
+        "es_gap": round(psnr_best - es_psnr, 4) if (psnr_best is not None and es_psnr is not None) else None,
         "backtracks": int(module.backtracks),
         "iters_done": int(module.global_step),
+        "iters": int(cfg.iters),
         "wall_s": round(wall_s, 3),
         "fit_s": round(throughput.wall_s, 3),
         "it_per_s": round(throughput.it_per_s, 4) if throughput.it_per_s else None,

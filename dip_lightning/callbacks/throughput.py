@@ -34,6 +34,9 @@ class Throughput(pl.Callback):
         self.t_end = self._now(module)
         self.step_end = trainer.global_step
 
+    def on_exception(self, trainer, module, exception) -> None:
+        self.on_train_end(trainer, module)
+
     @property
     def wall_s(self) -> float:
         return (self.t_end or time.perf_counter()) - (self.t_start or time.perf_counter())

@@ -1,0 +1,148 @@
+"""Early stopping without ground truth: ES-WMV and ES-EMV (Wang et al., "Early Stopping for Deep
+Image Prior", TMLR 2023).
+
+Both track how much the output still moves. ES-WMV: the windowed moving variance of the last W
+outputs x_{t−W+1..t},
+
+    VAR_t = 1/(W·N) · Σ_w ‖x_{t−w} − x̄_t‖² = 1/(W·N) · Σ_w ‖x_{t−w}‖² − 1/N · ‖x̄_t‖²,
+
+kept with running sums (S1 = Σ x, S2 = Σ ‖x‖², float64) and a ring buffer of the W outputs, so a
+step costs O(image), not O(W·image). ES-EMV replaces the window by exponential moving statistics
+(μ ← μ + α·δ, v ← (1 − α)·(v + α·‖δ‖²/N), δ = x − μ): constant memory. The detection is the step of
+the minimum variance once it has not improved for ``patience`` steps; the output at that step is
+the answer. All statistics live on the device; the host reads the stall counter only every
+``check_every`` steps (to stop the fit).
+"""
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+
+
+class VarianceTracker:
+    """The ES statistics on a stream of images, independent of Lightning (also used in tests)."""
+
+    def __init__(self, method: str = "wmv", window: int = 100, alpha: float = 0.1):
+        if method not in ("wmv", "emv"):
+            raise ValueError(f"es.method={method!r}; choose wmv or emv")
+        if int(window) < 2:
+            raise ValueError(f"es.window={window} must be at least 2")
+        if not 0.0 < float(alpha) < 1.0:
+            raise ValueError(f"es.alpha={alpha} must be in (0, 1)")
+        self.method, self.window, self.alpha = method, int(window), float(alpha)
+        self.count = 0
+        self.state: dict[str, torch.Tensor] = {}
+
+    def update(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Add one image; return the current variance (a 0-d device tensor), None while warming up."""
+        x = x.detach()
+        n = x.numel()
+        if not self.state:
+            self.state = {"best": torch.full((), math.inf, device=x.device, dtype=torch.float64)}
+            if self.method == "wmv":
+                self.state.update(ring=torch.zeros((self.window, *x.shape), device=x.device, dtype=x.dtype),
+                                  s1=torch.zeros(x.shape, device=x.device, dtype=torch.float64),
+                                  s2=torch.zeros((), device=x.device, dtype=torch.float64))
+            else:
+                self.state.update(mu=x.double().clone(), var=torch.zeros((), device=x.device, dtype=torch.float64))
+        s = self.state
+        self.count += 1
+        if self.method == "wmv":
+            slot = (self.count - 1) % self.window
+            old = s["ring"][slot].double()
+            xd = x.double()
+            s["s1"] += xd - old
+            s["s2"] += (xd * xd).sum() - (old * old).sum()
+            s["ring"][slot] = x
+            if self.count < self.window:
+                return None
+            mean = s["s1"] / self.window
+            return (s["s2"] / self.window - (mean * mean).sum()).clamp_min(0.0) / n
+        delta = x.double() - s["mu"]
+        s["mu"] += self.alpha * delta
+        s["var"] = (1 - self.alpha) * (s["var"] + self.alpha * (delta * delta).sum() / n)
+        return s["var"] if self.count >= self.window else None
+
+
+class EarlyStopping(pl.Callback):
+    """ES-WMV / ES-EMV as a callback on the step's own output (the cropped image).
+
+    Args:
+        method: 'wmv' (windowed moving variance) or 'emv' (exponential moving variance).
+        window: W for WMV; for EMV the number of warm-up steps before tracking starts.
+        patience: P, steps without a new variance minimum that count as detection.
+        alpha: EMV smoothing (published 0.1).
+        mode: 'stop' ends the fit at detection; 'mark' keeps going and records it.
+        check_every: how often the host looks at the stall counter (one sync per check).
+    Published defaults (ES-WMV): W = 100, P = 1000.
+    """
+
+    def __init__(self, method: str = "wmv", window: int = 100, patience: int = 1000, alpha: float = 0.1,
+                 mode: str = "stop", check_every: int = 50):
+        if mode not in ("stop", "mark"):
+            raise ValueError(f"es.mode={mode!r}; choose stop or mark")
+        if int(patience) < 1:
+            raise ValueError(f"es.patience={patience} must be a positive number of steps")
+        self.tracker = VarianceTracker(method, window, alpha)
+        self.patience, self.mode, self.check_every = int(patience), mode, max(1, int(check_every))
+        self.best_var: torch.Tensor | None = None
+        self.best_step: torch.Tensor | None = None
+        self.image: torch.Tensor | None = None
+        self.detected_step: int | None = None
+        self.stopped = False
+
+    @property
+    def method(self) -> str:
+        return self.tracker.method
+
+    def on_train_start(self, trainer, module) -> None:
+        """After a resume the restored statistics sit on the CPU: move them to the module's device."""
+        dev = module.device
+        self.tracker.state = {k: v.to(dev) for k, v in self.tracker.state.items()}
+        for name in ("best_var", "best_step", "image"):
+            v = getattr(self, name)
+            if v is not None:
+                setattr(self, name, v.to(dev))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.detected_step is not None:
+            return
+        step = trainer.global_step
+        x = module.final_image()
+        var = self.tracker.update(x)
+        if self.image is None:
+            self.image = x.clone()
+            self.best_var = torch.full((), math.inf, device=x.device, dtype=torch.float64)
+            self.best_step = torch.zeros((), device=x.device, dtype=torch.long)
+        if var is not None:
+            better = var < self.best_var
+            self.best_var = torch.where(better, var, self.best_var)
+            self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
+            self.image = torch.where(better, x, self.image)
+        if step % self.check_every == 0 and var is not None:
+            best = int(self.best_step)  # the one host sync, every check_every steps
+            if best > 0 and step - best >= self.patience:
+                self.detected_step = best
+                if self.mode == "stop":
+                    self.stopped = True
+                    trainer.should_stop = True
+
+    # ------------------------------------------------------------- results / checkpointing
+    def result(self) -> dict:
+        """es_step: detected step (or, without detection, the minimum-variance step so far)."""
+        if self.best_step is None or int(self.best_step) == 0:
+            return {"es_step": None, "es_detected": False, "es_method": self.method}
+        return {"es_step": self.detected_step or int(self.best_step), "es_detected": self.detected_step is not None,
+                "es_method": self.method}
+
+    def state_dict(self) -> dict:
+        return {"tracker_state": self.tracker.state, "count": self.tracker.count, "best_var": self.best_var,
+                "best_step": self.best_step, "image": self.image, "detected_step": self.detected_step,
+                "stopped": self.stopped}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tracker.state, self.tracker.count = state["tracker_state"], state["count"]
+        self.best_var, self.best_step, self.image = state["best_var"], state["best_step"], state["image"]
+        self.detected_step, self.stopped = state["detected_step"], state["stopped"]

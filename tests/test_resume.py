@@ -1,0 +1,87 @@
+"""Checkpoint/resume equals an uninterrupted run to the bit (CPU); interrupted runs keep their outputs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+import dip_lightning.run as runmod
+from dip_lightning.run import run
+from conftest import QUIET, TINY_NET
+
+SAME = ["psnr_final", "psnr_ema_final", "psnr_best", "best_step", "ssim_final", "psnr_obs_final", "backtracks",
+        "es_step", "es_psnr", "iters_done"]
+
+
+def test_resumed_run_equals_uninterrupted_run(compose_cfg, image_file):
+    path = image_file(22, 26, 3)
+    common = [f"image={path}", "iters=16", "eval_every=2", "input.depth=4", "reg_noise_std=0.05", "backtrack_db=5",
+              "es.window=3", "es.patience=100", *QUIET, *TINY_NET]
+    full = run(compose_cfg(*common, "ckpt_every=8", out="full"))
+    ckpt = full["output_dir"] / "checkpoints" / "step_000008.ckpt"
+    assert ckpt.is_file() and (full["output_dir"] / "checkpoints" / "step_000016.ckpt").is_file()
+    resumed = run(compose_cfg(*common, f"ckpt_path={ckpt}", out="resumed"))
+    for k in SAME:
+        assert resumed["metrics"][k] == full["metrics"][k], k
+    assert resumed["history"] == full["history"] or all(
+        np.array_equal(np.array(resumed["history"][k]), np.array(full["history"][k]), equal_nan=True)
+        for k in full["history"])
+    assert torch.equal(resumed["restored"], full["restored"])
+    assert torch.equal(resumed["restored_ema"], full["restored_ema"])
+
+
+class Interrupt(pl.Callback):
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == 5:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_writes_outputs_marked_interrupted(compose_cfg, image_file, monkeypatch):
+    build = runmod.build_callbacks
+    monkeypatch.setattr(runmod, "build_callbacks", lambda cfg, out: {**build(cfg, out), "boom": Interrupt()})
+    cfg = compose_cfg(f"image={image_file(20, 20, 3)}", "iters=50", "input.depth=4", *QUIET, *TINY_NET)
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        run(cfg)
+    out = cfg.paths.output_dir
+    m = json.loads(open(f"{out}/metrics.json").read())
+    assert m["status"] == "interrupted" and m["iters_done"] == 5
+    for f in ("restored.png", "restored_ema.png", "restored_best.png", "psnr.png"):
+        assert os.path.isfile(f"{out}/{f}"), f
+
+
+def test_sigterm_writes_outputs_marked_interrupted(tmp_path, image_file):
+    out = tmp_path / "term"
+    cmd = [sys.executable, "-m", "dip_lightning", f"image={image_file(20, 20, 1)}", "iters=100000", "input.depth=4",
+           "snapshot_every=0", "es.window=5", f"hydra.run.dir={out}", *QUIET, *TINY_NET]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "snapshots" / "step_000020.png").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and 20 <= m["iters_done"] < 100000
+    assert (out / "restored.png").is_file() and (out / "restored_es.png").is_file()
+
+
+def test_snapshots_at_log_spaced_and_regular_steps(compose_cfg, image_file):
+    cfg = compose_cfg(f"image={image_file(20, 24, 3)}", "iters=25", "snapshot_every=10", "input.depth=4", *QUIET,
+                      *TINY_NET)
+    d = run(cfg)["output_dir"]
+    for step in (1, 2, 5, 10, 20, 25):
+        for suffix in ("", "_ema"):
+            p = d / "snapshots" / f"step_{step:06d}{suffix}.png"
+            assert p.is_file(), p
+            assert np.asarray(Image.open(p)).max() > 20  # not black
+    assert not (d / "snapshots" / "step_000015.png").exists()
+    grid = np.asarray(Image.open(d / "snapshots.png"))
+    assert grid.shape[0] > 20 and grid.shape[1] >= 6 * 24
