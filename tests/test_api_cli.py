@@ -1,7 +1,9 @@
 """The README's entry points: restore() and dip-restore produce the documented files."""
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from dip_lightning import restore
 from conftest import TINY_NET, synthetic_image
 
+DIP_RESTORE = shutil.which("dip-restore") or str(Path(sys.executable).with_name("dip-restore"))
 TINY_NET_KW = {"net.channels_down": [8, 8, 8], "net.channels_up": [8, 8, 8], "net.channels_skip": [2, 2, 2]}
 
 FILES = ["restored.png", "restored_ema.png", "restored_best.png", "observed.png", "panel.png", "psnr.png",
@@ -39,7 +42,7 @@ def test_restore_api_sr_with_path(tmp_path):
 
 def test_cli_writes_the_documented_files(tmp_path, image_file):
     out = tmp_path / "cli"
-    cmd = ["dip-restore", f"image={image_file(20, 24, 3)}", "iters=4", "input.depth=4", "logger=csv",
+    cmd = [DIP_RESTORE, f"image={image_file(20, 24, 3)}", "iters=4", "input.depth=4", "logger=csv",
            "trainer.enable_progress_bar=false", "threads=1", *TINY_NET, f"hydra.run.dir={out}"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     for f in FILES:
