@@ -4,7 +4,7 @@ One training step (Ulyanov et al. 2018, Sec. 3)::
 
     z' = z + reg_noise_std · ε,  ε ~ N(0, I) fresh each step   (input jitter)
     x̂  = f_θ(z')                                                 (image on the padded canvas)
-    L  = mean((A(x̂) − y)²)                                      (A = the task's operator)
+    L  = mean((A(x̂) − y)²) [+ λ·TV(x̂)]                          (A = the task's operator)
     θ ← optimizer step on L
     ema ← w·ema + (1 − w)·x̂                                      (exp_weight w; ema₀ = x̂₀)
 
@@ -40,6 +40,11 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return structural_similarity_index_measure(a, b, data_range=1.0)
 
 
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic TV: mean |x[i+1, j] − x[i, j]| + mean |x[i, j+1] − x[i, j]|."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
 class DIPModule(pl.LightningModule):
     """Fit ``net`` so that ``task(net(z)) ≈ y``.
 
@@ -51,6 +56,7 @@ class DIPModule(pl.LightningModule):
         box: (top, left, H, W) of the real image on the canvas; ``box / task.scale`` on y.
         iters: number of optimisation steps. reg_noise_std: input jitter σ.
         exp_weight: EMA weight w of the outputs, or None for no EMA.
+        tv_weight: weight λ of the total-variation term λ·TV(x̂) added to the loss (DIP-TV; 0: off).
         backtrack_db: if set, a drop of PSNR(A(x̂), y) by more than this many dB from the previous
             step restores the parameters and optimiser moments of the last good step (paper: 5).
         eval_every: compute metrics every k steps (also at step 1 and the last step).
@@ -60,7 +66,7 @@ class DIPModule(pl.LightningModule):
     def __init__(self, net: nn.Module, task: nn.Module, optimizer: Callable, z: torch.Tensor,
                  y: torch.Tensor, x_true: torch.Tensor | None, box: Sequence[int], iters: int,
                  reg_noise_std: float = 0.0, exp_weight: float | None = None,
-                 backtrack_db: float | None = None, eval_every: int = 10, seed: int = 0,
+                 backtrack_db: float | None = None, tv_weight: float = 0.0, eval_every: int = 10, seed: int = 0,
                  memory_format: str = "contiguous"):
         super().__init__()
         self.automatic_optimization = False
@@ -68,6 +74,7 @@ class DIPModule(pl.LightningModule):
         self.iters, self.reg_noise_std = int(iters), float(reg_noise_std)
         self.exp_weight = None if exp_weight is None else float(exp_weight)
         self.backtrack_db = None if backtrack_db is None else float(backtrack_db)
+        self.tv_weight = float(tv_weight)
         self.eval_every, self.seed = max(1, int(eval_every)), int(seed)
         self.box = tuple(int(v) for v in box)
         s = int(getattr(task, "scale", 1))
@@ -151,6 +158,8 @@ class DIPModule(pl.LightningModule):
             out = self.net(self._input())
             a = self.task(out)
             loss = F.mse_loss(a.float(), self.y)
+            if self.tv_weight > 0:
+                loss = loss + self.tv_weight * total_variation(out.float())
             self.manual_backward(loss)
             cache.update(out=out.detach(), a=a.detach(), loss=loss.detach())
             return loss

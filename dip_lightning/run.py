@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +24,17 @@ from dip_lightning.module import DIPModule, psnr, ssim
 from dip_lightning.nets.blocks import count_parameters
 from dip_lightning.outputs import panel, plot_curves, write_json
 from dip_lightning.tasks.base import Task
+
+
+def build(node, **kwargs):
+    """``hydra.utils.instantiate`` that surfaces a constructor's own ValueError / FileNotFoundError
+    (our one-line messages) instead of Hydra's wrapper."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, (ValueError, FileNotFoundError)):
+            raise exc.__cause__ from None
+        raise
 
 
 @dataclass
@@ -49,9 +61,12 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
     s = int(task.scale)
     obs_multiple = lcm(multiple, s) // s  # observation pixels per canvas multiple
     x = image[None]
-    if observed:
+    if observed or task.blind:
         if fit_size == "crop":
+            h0, w0 = x.shape[-2:]
             x = center_crop_to_multiple(x, obs_multiple)
+            if hasattr(task, "crop_like"):  # operator state of the observation's size (the flash photo)
+                task.crop_like(((h0 - x.shape[-2]) // 2, (w0 - x.shape[-1]) // 2, *x.shape[-2:]))
         y, x_true = task.adopt(x), None
     else:
         x_true = task.crop_ground_truth(x)
@@ -69,15 +84,35 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
     return Problem(y=y, y_padded=y_padded, x_true=x_true, box=box, canvas=canvas)
 
 
+def hydra_job() -> tuple[str | None, str | None]:
+    """(sweep directory name, this job's overrides as 'k=v,k=v') when running under Hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+    except Exception:  # composed without Hydra's runtime (API, tests)
+        return None, None
+    sweep = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+    return sweep, hc.job.override_dirname or None
+
+
 def build_logger(cfg: DictConfig, out_dir: Path):
+    """Instantiate ``cfg.logger``. W&B runs are named '<task>-<net>[-overrides]' (or ``cfg.name``) and,
+    in a multirun, grouped by the sweep directory."""
     if not cfg.get("logger"):
         return None
     kwargs = {}
     target = str(cfg.logger.get("_target_", ""))
     if target.endswith("WandbLogger"):
         os.environ.setdefault("WANDB_SILENT", "true")
+        sweep, overrides = hydra_job()
         if not cfg.logger.get("name"):
-            kwargs["name"] = cfg.get("name") or out_dir.name
+            task = str(cfg.task.get("_target_", "task")).rsplit(".", 1)[-1].lower()
+            net = str(cfg.net.get("_target_", "net")).rsplit(".", 1)[-1].lower()
+            kwargs["name"] = cfg.get("name") or "-".join(x for x in (task, net, overrides) if x)
+        if not cfg.logger.get("group") and sweep:
+            kwargs["group"] = sweep
     return instantiate(cfg.logger, **kwargs)
 
 
@@ -100,7 +135,7 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> dict[str, pl.Callback]:
                                log_spaced=bool(cfg.snapshot_log_spaced)),
     }
     if cfg.get("es"):
-        cbs["es"] = instantiate(cfg.es)
+        cbs["es"] = build(cfg.es)
     if int(cfg.get("ckpt_every") or 0) > 0:
         cbs["checkpoint"] = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step_{step:06d}",
                                             auto_insert_metric_name=False, every_n_train_steps=int(cfg.ckpt_every),
@@ -128,21 +163,25 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None) -> dict:
     seed = int(cfg.seed)
     pl.seed_everything(seed, verbose=False)
 
-    task: Task = instantiate(cfg.task)
+    task: Task = build(cfg.task)
     img = load_image(cfg.image if image is None else image, cfg.get("resize"))
-    make_input = instantiate(cfg.input)
+    make_input = build(cfg.input)
     torch.manual_seed(seed)  # network initialisation depends on the seed only
-    net = instantiate(cfg.net, in_channels=make_input.depth, out_channels=img.shape[0])
+    in_channels = getattr(task, "input_channels", None) or make_input.depth
+    net = build(cfg.net, in_channels=in_channels, out_channels=img.shape[0])
     if cfg.get("compile"):
         net = torch.compile(net)
     generator = torch.Generator().manual_seed(seed)  # observation noise / mask, then z
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), bool(cfg.observed),
                            str(cfg.fit_size), generator)
-    z = make_input(*prob.canvas, generator)
+    z = task.network_input()
+    if z is None:
+        z = make_input(*prob.canvas, generator)
     module = DIPModule(
-        net=net, task=task, optimizer=instantiate(cfg.optim), z=z, y=prob.y_padded, x_true=prob.x_true,
+        net=net, task=task, optimizer=build(cfg.optim), z=z, y=prob.y_padded, x_true=prob.x_true,
         box=prob.box, iters=int(cfg.iters), reg_noise_std=float(cfg.reg_noise_std),
-        exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db, eval_every=int(cfg.eval_every),
+        exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db, tv_weight=float(cfg.tv_weight),
+        eval_every=int(cfg.eval_every),
         seed=seed, memory_format=str(cfg.memory_format))
     n_params = count_parameters(net)
 
@@ -251,4 +290,4 @@ def write_outputs(cfg: DictConfig, module: DIPModule, prob: Problem, task: Task,
     }
     write_json(out_dir / "metrics.json", metrics)
     return {"metrics": metrics, "restored": final, "restored_ema": None if ema is None else ema[0],
-            "history": history, "output_dir": out_dir}
+            "ground_truth": None if gt is None else gt[0], "history": history, "output_dir": out_dir}

@@ -15,6 +15,15 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 #: overrides that make the real configs tiny: a 3-level 8-channel skip net, 4 input channels
 TINY_NET = ["net.channels_down=[8,8,8]", "net.channels_up=[8,8,8]", "net.channels_skip=[2,2,2]"]
+#: per architecture, overrides that make it tiny
+SMALL_NETS = {
+    "skip": TINY_NET,
+    "unet": ["net.feature_scale=32"],
+    "resnet": ["net.num_blocks=2", "net.num_channels=8"],
+    "texture": ["net.ratios=[4,2,1]", "net.conv_num=4"],
+    "decoder": ["net.channels=[8,8,8]"],
+    "convdecoder": ["net.channels=[8,8,8]"],
+}
 QUIET = ["trainer.enable_progress_bar=false", "logger=none", "snapshot_every=0", "threads=1"]
 
 

@@ -5,15 +5,24 @@ import json
 import pytest
 
 from dip_lightning.run import run
-from conftest import QUIET, TINY_NET
+from conftest import QUIET, SMALL_NETS, TINY_NET
 
-TASKS = ["denoise", "sr", "inpaint"]
-NETS = ["skip"]
+TASKS = ["denoise", "sr", "inpaint", "restore", "jpeg", "deblur"]
+NETS = list(SMALL_NETS)
 OPTIMS = ["adam", "lbfgs"]
 INPUTS = ["noise", "meshgrid"]
 
 
-@pytest.mark.parametrize("task,net,optim,inp", list(itertools.product(TASKS, NETS, OPTIMS, INPUTS)))
+@pytest.mark.parametrize("task,net", list(itertools.product(TASKS, NETS)))
+def test_every_net_runs_every_task(task, net, compose_cfg, image_file):
+    cfg = compose_cfg(f"image={image_file(24, 20, 3)}", f"task={task}", f"net={net}", "iters=2", "input.depth=4",
+                      *QUIET, *SMALL_NETS[net])
+    res = run(cfg)
+    assert res["restored"].shape == (3, 24, 20)
+    assert res["metrics"]["iters_done"] == 2 and res["metrics"]["params"] > 0
+
+
+@pytest.mark.parametrize("task,net,optim,inp", list(itertools.product(TASKS, ["skip"], OPTIMS, INPUTS)))
 def test_combination_runs(task, net, optim, inp, compose_cfg, image_file):
     path = image_file(24, 20, 3)
     extra = ["input.depth=4"] if inp == "noise" else []

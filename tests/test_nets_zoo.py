@@ -6,9 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import QUIET
 from dip_lightning.nets import ConvDecoder, DeepDecoder, ResNet, TextureNet, UNet, count_parameters
-from dip_lightning.run import run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "net"
 
@@ -84,23 +82,3 @@ def test_config_mirrors_the_constructor(name, cls):
     for key, value in cfg.items():
         default = defaults[key]
         assert (list(default) if isinstance(default, tuple) else default) == value, key
-
-
-#: overrides that make each net tiny
-SMALL = {
-    "unet": ["net.feature_scale=32"],
-    "resnet": ["net.num_blocks=2", "net.num_channels=8"],
-    "texture": ["net.ratios=[4,2,1]", "net.conv_num=4"],
-    "decoder": ["net.channels=[8,8,8]"],
-    "convdecoder": ["net.channels=[8,8,8]"],
-}
-
-
-@pytest.mark.parametrize("task", ["denoise", "sr", "inpaint"])
-@pytest.mark.parametrize("net", list(SMALL))
-def test_net_runs_every_task(compose_cfg, image_file, net, task):
-    cfg = compose_cfg(f"image={image_file(24, 20, 3)}", f"net={net}", f"task={task}", "iters=2", "input.depth=4",
-                      *QUIET, *SMALL[net])
-    res = run(cfg)
-    assert res["restored"].shape == (3, 24, 20)
-    assert res["metrics"]["iters_done"] == 2

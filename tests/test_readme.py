@@ -13,11 +13,10 @@ from PIL import Image
 
 from dip_lightning.api import compose_config
 from dip_lightning.run import run
-from conftest import synthetic_image
+from conftest import SMALL_NETS, synthetic_image
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SHRINK = {"iters": "6", "resize": "32", "input.depth": "4", "logger": "none", "trainer.enable_progress_bar": "false",
-          "net.channels_down": "[8,8,8]", "net.channels_up": "[8,8,8]", "net.channels_skip": "[2,2,2]",
           "threads": "1", "es.window": "3", "snapshot_every": "0"}
 
 
@@ -51,12 +50,19 @@ def test_readme_command_runs(command, tmp_path):
     for key, value in list(args.items()):
         if key == "task.mask" and value not in ("text", "random", "box"):
             args[key] = str(tmp_path / "mask.png")
-        elif key == "image" and ("/" in value or "." in value):
+        elif key in ("image", "task.flash") and ("/" in value or "." in value):
             args[key] = str(img)
-    shrink = dict(SHRINK)
-    if args.get("input") == "meshgrid":
+    shrink = dict(SHRINK, **dict(o.split("=", 1) for o in SMALL_NETS[args.get("net", "skip")]))
+    probe = compose_config([f"{k}={v}" for k, v in args.items() if k != "ckpt_path"])
+    if "depth" not in probe.input:  # meshgrid input (also via a preset)
         shrink.pop("input.depth")
-    if args.get("task") in ("inpaint",) or "task.mask" in args or args.get("experiment") == "paper_inpaint":
+    if probe.fit_size == "crop":  # the original's centre crop needs at least one multiple of 32
+        shrink["resize"] = "null"
+    if "channels_down" in probe.net:  # keep a preset's number of levels, shrink the widths
+        n = len(probe.net.channels_down)
+        for key in ("channels_down", "channels_up", "channels_skip"):
+            shrink[f"net.{key}"] = "[" + ",".join(["4"] * n) + "]"
+    if "task.mask" in args or "task.flash" in args or args.get("experiment", "").startswith("paper_inpaint"):
         shrink["resize"] = "null"  # a mask file must match the image size
     if "ckpt_path" in args:  # make the checkpoint this command resumes from
         first = {**args, **shrink}

@@ -88,3 +88,29 @@ def test_denoise_noise_level_and_clipping():
     assert (y - x).std().item() == pytest.approx(25 / 255, rel=0.03)
     y2 = Denoise(sigma=100).simulate(torch.zeros(1, 1, 50, 50), torch.Generator())
     assert y2.min() >= 0 and y2.max() <= 1
+
+
+def test_flash_uses_the_flash_photo_as_input(compose_cfg, image_file, tmp_path):
+    noflash = image_file(24, 28, 3, name="noflash.png")
+    flash = image_file(24, 28, 3, name="flash.png")
+    cfg = compose_cfg(f"image={noflash}", "task=flash", f"task.flash={flash}", "iters=3", "reg_noise_std=0",
+                      *QUIET, *TINY_NET)
+    res = run(cfg)
+    assert res["restored"].shape == (3, 24, 28) and res["metrics"]["ground_truth"] is False
+    with pytest.raises(ValueError, match="same size"):
+        run(compose_cfg(f"image={image_file(20, 28, 3, name='small.png')}", "task=flash", f"task.flash={flash}",
+                        "iters=1", *QUIET, *TINY_NET, out="bad"))
+    with pytest.raises(ValueError, match="task.flash"):
+        run(compose_cfg(f"image={noflash}", "task=flash", "iters=1", *QUIET, *TINY_NET, out="none"))
+
+
+def test_tv_term_smooths_the_output(compose_cfg, image_file):
+    from dip_lightning.module import total_variation
+
+    path = image_file(32, 32, 1)
+    tv = {}
+    for w in (0.0, 1.0):
+        res = run(compose_cfg(f"image={path}", "iters=40", f"tv_weight={w}", "input.depth=4", "reg_noise_std=0",
+                              *QUIET, *TINY_NET, out=f"tv{w}"))
+        tv[w] = total_variation(res["restored"][None]).item()
+    assert tv[1.0] < tv[0.0]

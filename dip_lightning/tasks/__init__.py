@@ -2,9 +2,10 @@
 from dip_lightning.tasks.base import Task
 from dip_lightning.tasks.deblur import Deblur
 from dip_lightning.tasks.denoise import Denoise
+from dip_lightning.tasks.flash import FlashNoFlash
 from dip_lightning.tasks.inpaint import Inpaint
 from dip_lightning.tasks.jpeg import JPEGArtifacts
 from dip_lightning.tasks.restore import Restore
 from dip_lightning.tasks.superres import SuperResolution
 
-__all__ = ["Task", "Denoise", "SuperResolution", "Inpaint", "Restore", "JPEGArtifacts", "Deblur"]
+__all__ = ["FlashNoFlash", "Task", "Denoise", "SuperResolution", "Inpaint", "Restore", "JPEGArtifacts", "Deblur"]

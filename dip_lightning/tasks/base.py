@@ -21,6 +21,8 @@ class Task(nn.Module):
     """
 
     scale: int = 1
+    #: True when the run's image is always the observation (no ground truth), e.g. flash/no-flash
+    blind: bool = False
 
     def crop_ground_truth(self, x: torch.Tensor) -> torch.Tensor:
         """Make a clean image (1, C, H, W) valid for this task (e.g. SR: a multiple of the factor)."""
@@ -44,6 +46,10 @@ class Task(nn.Module):
     def baseline(self, y: torch.Tensor) -> torch.Tensor:
         """A naive estimate from y alone at the restored size (for ``psnr_observed``)."""
         return y
+
+    def network_input(self) -> torch.Tensor | None:
+        """A fixed network input that replaces the configured z (flash/no-flash), or None."""
+        return None
 
     def pad_observation(self, y: torch.Tensor, pads: Sequence[int]) -> torch.Tensor:
         return pad_image(y, pads, mode="reflect")
