@@ -1,21 +1,105 @@
-"""``dip-restore``: Hydra command line around ``run()`` (overrides as arguments, ``-m`` for sweeps)."""
+"""``dip-restore``: Hydra command line around ``run()`` (overrides as arguments, ``-m`` for sweeps).
+
+The return value is the sweep objective (Optuna maximises it): ``psnr_best`` when there is ground
+truth, else ``psnr_obs_final`` (PSNR of A(x̂) vs the observation: a data fit that rises as the net
+fits the noise, so search with ground truth). In a multirun, a job that raises is logged with its
+overrides, leaves ``metrics.json`` with ``"status": "failed"`` and returns -inf, and the sweep goes
+on; a single run re-raises (exit code ≠ 0).
+"""
 from __future__ import annotations
 
+import logging
+import math
+import sys
+import time
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from dip_lightning import gpu_slots
+from dip_lightning.outputs import write_json
 from dip_lightning.run import run
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+GPU_LAUNCHER = "gpus"  # hydra/launcher=gpus: each worker claims one GPU slot
+
+log = logging.getLogger(__name__)
+
+
+def objective(metrics: dict) -> float:
+    """``psnr_best`` (ground truth) else ``psnr_obs_final``; -inf when missing or not finite."""
+    value = metrics.get("psnr_best")
+    if value is None:
+        value = metrics.get("psnr_obs_final")
+    if value is None or not math.isfinite(float(value)):
+        return float("-inf")
+    return float(value)
+
+
+def job_output_dir(cfg: DictConfig) -> Path:
+    """The job's folder: ``cfg.paths.output_dir``, or Hydra's when that does not resolve."""
+    try:
+        return Path(str(cfg.paths.output_dir))
+    except Exception:
+        return Path(HydraConfig.get().runtime.output_dir)
+
+
+#: mistakes a user can make (bad value, missing file, too big): reported as one line, exit code 2
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, MemoryError)
+
+
+def user_error(exc: BaseException) -> BaseException:
+    """The innermost cause of ``exc`` (Hydra wraps constructor errors)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def failure_reason(exc: BaseException) -> str:
+    """'Type: message' of the innermost cause (e.g. the ValueError inside Hydra's InstantiationException), one line."""
+    exc = user_error(exc)
+    return " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":")
+
+
+def record_failure(out_dir: Path, reason: str, overrides: list[str], started: float) -> None:
+    """Leave ``metrics.json`` with status failed and the reason, unless ``run()`` wrote one for this job."""
+    path = out_dir / "metrics.json"
+    if path.is_file() and path.stat().st_mtime >= started - 1.0:  # 1 s: file times may lag time.time()
+        return  # run() failed during fitting and already wrote its outputs so far
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"status": "failed", "reason": reason, "overrides": overrides, "iters_done": 0,
+                      "output_dir": str(out_dir)})
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="restore")
-def main(cfg: DictConfig) -> float | None:
-    metrics = run(cfg)["metrics"]
-    best = metrics.get("psnr_best")
-    return best if best is not None else metrics.get("psnr_obs_final")
+def main(cfg: DictConfig) -> float:
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    overrides = list(hc.overrides.task)
+    slot = None
+    if multirun and hc.runtime.choices.get("hydra/launcher") == GPU_LAUNCHER:
+        slot = gpu_slots.ensure_slot(gpu_slots.lock_dir_for(hc.sweep.dir))
+    started = time.time()
+    try:
+        metrics = run(cfg)["metrics"]
+    except Exception as exc:
+        out_dir, reason = job_output_dir(cfg), failure_reason(exc)
+        record_failure(out_dir, reason, overrides, started)
+        if not multirun:
+            if isinstance(user_error(exc), USER_ERRORS):  # one clear line, no traceback
+                print(f"error: {user_error(exc)}", file=sys.stderr)
+                sys.exit(2)
+            raise
+        log.error("job %s failed [%s]: %s (metrics.json in %s)", hc.job.num, " ".join(overrides) or "no overrides",
+                  reason, out_dir)
+        return float("-inf")
+    finally:
+        if slot is not None:
+            gpu_slots.write_slot_record(job_output_dir(cfg), *slot, start=started, end=time.time())
+    return objective(metrics)
 
 
 if __name__ == "__main__":

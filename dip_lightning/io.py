@@ -6,13 +6,14 @@ through networks that halve the resolution several times.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 # skimage samples shipped inside the package (no download); name -> file in skimage/data.
 SKIMAGE_SAMPLES = (
@@ -54,6 +55,29 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return _array_to_tensor(np.asarray(img.convert("RGB")))
 
 
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode an image file; a clear ValueError for non-images and truncated files."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                warnings.warn(f"{path.name}: alpha channel dropped (use task=inpaint task.mask=alpha to use it as the mask)",
+                              stacklevel=3)
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot read {str(path)!r} as an image ({exc}); give a PNG/JPEG/TIFF/BMP file") from None
+
+
+def load_alpha(path: str | Path) -> torch.Tensor | None:
+    """The alpha channel of an image file as a (1, H, W) tensor in [0, 1], or None if it has none."""
+    img = open_image(Path(path))
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode not in ("RGBA", "LA", "PA"):
+        return None
+    return _array_to_tensor(np.asarray(img.getchannel("A")))
+
+
 def load_image(source: str | Path | np.ndarray | torch.Tensor | Image.Image,
                resize: int | None = None) -> torch.Tensor:
     """Load an image as a (C, H, W) float32 tensor in [0, 1].
@@ -76,10 +100,10 @@ def load_image(source: str | Path | np.ndarray | torch.Tensor | Image.Image,
     else:
         name = str(source)
         path = Path(name).expanduser()
+        if path.is_dir():
+            raise IsADirectoryError(f"image={name!r} is a folder; give an image file or a skimage sample name")
         if path.is_file():
-            with Image.open(path) as img:
-                img.load()
-                t = pil_to_tensor(img)
+            t = pil_to_tensor(open_image(path))
         elif name in SKIMAGE_SAMPLES:
             import skimage.data
 

@@ -1,12 +1,16 @@
-"""DIPModule: the one LightningModule for every task.
+"""DIPModule: the one LightningModule for every task (and for K packed fits).
 
-One training step (Ulyanov et al. 2018, Sec. 3)::
+One training step (Ulyanov et al. 2018, Sec. 3), for each fit k = 1 … K (K = 1 unless ``pack``)::
 
-    z' = z + reg_noise_std · ε,  ε ~ N(0, I) fresh each step   (input jitter)
-    x̂  = f_θ(z')                                                 (image on the padded canvas)
-    L  = mean((A(x̂) − y)²) [+ λ·TV(x̂)]                          (A = the task's operator)
+    z'_k = z_k + reg_noise_std · ε_k,  ε_k ~ N(0, I) fresh each step   (input jitter)
+    x̂_k  = f_θk(z'_k)                                                   (image on the padded canvas)
+    L    = Σ_k mean((A_k(x̂_k) − y_k)²) [+ λ·TV(x̂_k)]                    (A_k: the fit's operator)
     θ ← optimizer step on L
-    ema ← w·ema + (1 − w)·x̂                                      (exp_weight w; ema₀ = x̂₀)
+    ema_k ← w·ema_k + (1 − w)·x̂_k                                       (exp_weight w; ema₀ = x̂₀)
+
+K packed fits are one network with K-fold wider grouped layers (``dip_lightning.packing``); all
+tensors hold the fits' channels side by side, [fit 0 | fit 1 | …], and every per-fit quantity
+(PSNR, best step, backtracking) is a length-K vector.
 
 Everything per step stays on the device: PSNR/SSIM are computed every ``eval_every`` steps from
 the step's own x̂ and written into a preallocated ``history`` tensor; the best iterate and the
@@ -15,13 +19,13 @@ move ``history`` to the host in chunks.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from dip_lightning.io import crop
@@ -31,6 +35,7 @@ FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR (data range 1) of two images: a 0-d tensor."""
     return peak_signal_noise_ratio(a, b, data_range=1.0)
 
 
@@ -45,29 +50,48 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
+def split(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(1, K·C, H, W) -> (K, C, H, W): one image per fit."""
+    return x.reshape(k, x.shape[1] // k, *x.shape[-2:])
+
+
+def psnr_k(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-fit PSNR of packed images: a length-K vector."""
+    return peak_signal_noise_ratio(split(a, k), split(b, k), data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def ssim_k(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    if min(a.shape[-2:]) < 11:
+        return torch.full((k,), float("nan"), device=a.device)
+    return structural_similarity_index_measure(split(a, k), split(b, k), data_range=1.0, reduction="none")
+
+
 class DIPModule(pl.LightningModule):
-    """Fit ``net`` so that ``task(net(z)) ≈ y``.
+    """Fit ``net`` so that ``task(net(z)) ≈ y`` (for K fits at once when ``fits`` > 1).
 
     Args:
-        net: maps z (1, D, Hc, Wc) to an image (1, C, Hc, Wc) on the padded canvas.
-        task: the operator A (a ``dip_lightning.tasks.Task``), padded like ``y``.
+        net: maps z (1, K·D, Hc, Wc) to an image (1, K·C, Hc, Wc) on the padded canvas.
+        task: the operator A (a ``dip_lightning.tasks.Task``, or a ``PackedTask`` of K), padded like ``y``.
         optimizer: a callable params -> torch optimizer (Hydra ``_partial_``).
-        z: fixed input. y: padded observation. x_true: ground truth (1, C, H, W) or None.
+        z: fixed input. y: padded observation. x_true: ground truth (1, K·C, H, W) or None.
         box: (top, left, H, W) of the real image on the canvas; ``box / task.scale`` on y.
         iters: number of optimisation steps. reg_noise_std: input jitter σ.
         exp_weight: EMA weight w of the outputs, or None for no EMA.
         tv_weight: weight λ of the total-variation term λ·TV(x̂) added to the loss (DIP-TV; 0: off).
         backtrack_db: if set, a drop of PSNR(A(x̂), y) by more than this many dB from the previous
             step restores the parameters and optimiser moments of the last good step (paper: 5).
+            A non-finite loss or output is always backtracked (checked every step when backtrack_db
+            is set, else every ``eval_every`` steps); ``backtracks`` counts the restorations.
         eval_every: compute metrics every k steps (also at step 1 and the last step).
-        seed: seeds the input-jitter generator.
+        seed: seeds the input-jitter generator; ``seeds`` (one per fit) overrides it for K fits.
+        fits: K, the number of packed fits.
     """
 
     def __init__(self, net: nn.Module, task: nn.Module, optimizer: Callable, z: torch.Tensor,
                  y: torch.Tensor, x_true: torch.Tensor | None, box: Sequence[int], iters: int,
                  reg_noise_std: float = 0.0, exp_weight: float | None = None,
                  backtrack_db: float | None = None, tv_weight: float = 0.0, eval_every: int = 10, seed: int = 0,
-                 memory_format: str = "contiguous"):
+                 memory_format: str = "contiguous", fits: int = 1, seeds: Sequence[int] | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.net, self.task, self.optimizer_factory = net, task, optimizer
@@ -75,7 +99,11 @@ class DIPModule(pl.LightningModule):
         self.exp_weight = None if exp_weight is None else float(exp_weight)
         self.backtrack_db = None if backtrack_db is None else float(backtrack_db)
         self.tv_weight = float(tv_weight)
-        self.eval_every, self.seed = max(1, int(eval_every)), int(seed)
+        self.eval_every = max(1, int(eval_every))
+        self.fits = k = int(fits)
+        self.seeds = [int(s) for s in (seeds if seeds is not None else [seed + i for i in range(k)])]
+        if len(self.seeds) != k:
+            raise ValueError(f"{len(self.seeds)} seeds for {k} fits")
         self.box = tuple(int(v) for v in box)
         s = int(getattr(task, "scale", 1))
         self.obs_box = tuple(v // s for v in self.box)
@@ -91,21 +119,22 @@ class DIPModule(pl.LightningModule):
         self.register_buffer("x_true", x_true)
         self.has_gt = x_true is not None
         c, (h, w) = y.shape[1], self.box[2:]
+        self.channels = c // k  # per fit
         canvas = z.shape[-2:]
         self.register_buffer("ema", torch.zeros(1, c, *canvas))
-        self.register_buffer("ema_ready", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("ema_ready", torch.zeros(k, dtype=torch.bool))
         self.register_buffer("last_out", torch.zeros(1, c, *canvas))
         self.register_buffer("best_image", torch.zeros(1, c, h, w))
-        self.register_buffer("best_psnr", torch.full((), -math.inf))
-        self.register_buffer("best_step", torch.zeros((), dtype=torch.long))
-        self.register_buffer("prev_psnr_obs", torch.full((), -math.inf))
-        self.register_buffer("backtracks", torch.zeros((), dtype=torch.long))
+        self.register_buffer("best_psnr", torch.full((k,), -math.inf))
+        self.register_buffer("best_step", torch.zeros(k, dtype=torch.long))
+        self.register_buffer("prev_psnr_obs", torch.full((k,), -math.inf))
+        self.register_buffer("backtracks", torch.zeros(k, dtype=torch.long))
         self.eval_steps = [i for i in range(1, self.iters + 1)
                            if i == 1 or i % self.eval_every == 0 or i == self.iters]
         self._row_of = {s_: r for r, s_ in enumerate(self.eval_steps)}
-        self.register_buffer("history", torch.full((len(self.eval_steps), len(FIELDS)), math.nan))
+        self.register_buffer("history", torch.full((len(self.eval_steps), len(FIELDS), k), math.nan))
         self._snapshot: list[torch.Tensor] | None = None
-        self._gen: torch.Generator | None = None
+        self._gens: list[torch.Generator] | None = None
         self._resume_extra: dict | None = None
 
     # ------------------------------------------------------------------ setup
@@ -113,19 +142,19 @@ class DIPModule(pl.LightningModule):
         return self.optimizer_factory(self.net.parameters())
 
     def on_fit_start(self) -> None:
-        if self._gen is None or self._gen.device != self.device:
-            self._gen = torch.Generator(device=self.device).manual_seed(self.seed)
-        pending = getattr(self, "_resume_extra", None)
+        if self._gens is None or self._gens[0].device != self.device:
+            self._gens = [torch.Generator(device=self.device).manual_seed(s) for s in self.seeds]
+        pending = self._resume_extra
         if pending is not None:  # restore what on_load_checkpoint read, now that the device is known
-            if pending["gen"] is not None:
-                self._gen.set_state(pending["gen"])
+            for g, state in zip(self._gens, pending.get("gens") or []):
+                g.set_state(state)
             snap = pending["snapshot"]
             self._snapshot = None if snap is None else [t.to(self.device) for t in snap]
             self._resume_extra = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Besides weights, buffers and optimiser: the input-jitter RNG and the backtracking snapshot."""
-        checkpoint["dip"] = {"gen": None if self._gen is None else self._gen.get_state(),
+        """Besides weights, buffers and optimiser: the input-jitter RNGs and the backtracking snapshot."""
+        checkpoint["dip"] = {"gens": None if self._gens is None else [g.get_state() for g in self._gens],
                              "snapshot": self._snapshot}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -134,8 +163,6 @@ class DIPModule(pl.LightningModule):
     @property
     def rows_done(self) -> int:
         """Number of history rows written so far (derived from the step count)."""
-        import bisect
-
         return bisect.bisect_right(self.eval_steps, self.global_step)
 
     # ------------------------------------------------------------------ the step
@@ -145,27 +172,37 @@ class DIPModule(pl.LightningModule):
     def _input(self) -> torch.Tensor:
         if self.reg_noise_std <= 0:
             return self.z
-        eps = torch.randn(self.z.shape, generator=self._gen, device=self.z.device, dtype=self.z.dtype)
+        shape = (1, self.z.shape[1] // self.fits, *self.z.shape[-2:])
+        eps = torch.cat([torch.randn(shape, generator=g, device=self.z.device, dtype=self.z.dtype)
+                         for g in self._gens], 1)
         return self.z + self.reg_noise_std * eps
+
+    def _per_fit(self, v: torch.Tensor) -> torch.Tensor:
+        """A length-K vector broadcast over the packed channels: (1, K·C, 1, 1)."""
+        return v.repeat_interleave(self.channels).view(1, -1, 1, 1)
 
     def training_step(self, batch, batch_idx):
         opt = self.optimizers()
         step = self.global_step + 1  # 1-based number of this iteration
+        k = self.fits
         cache: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             out = self.net(self._input())
             a = self.task(out)
-            loss = F.mse_loss(a.float(), self.y)
+            a32 = a.to(torch.promote_types(a.dtype, torch.float32))  # bf16 -> fp32; fp64 stays fp64
+            losses = (a32 - self.y).pow(2).reshape(k, -1).mean(1)  # per fit
+            loss = losses.sum()
             if self.tv_weight > 0:
-                loss = loss + self.tv_weight * total_variation(out.float())
+                loss = loss + self.tv_weight * sum(total_variation(o) for o in split(out.to(a32.dtype), k))
             self.manual_backward(loss)
-            cache.update(out=out.detach(), a=a.detach(), loss=loss.detach())
+            cache.update(out=out.detach(), a=a.detach(), losses=losses.detach())
             return loss
 
         loss = closure()
-        self._after_forward(step, cache["out"].float(), cache["a"].float(), cache["loss"])
+        dtype = torch.promote_types(cache["out"].dtype, torch.float32)
+        self._after_forward(step, cache["out"].to(dtype), cache["a"].to(dtype), cache["losses"])
         calls = [0]
 
         def step_closure() -> torch.Tensor:  # LBFGS may re-evaluate; the first call reuses this step's
@@ -175,55 +212,63 @@ class DIPModule(pl.LightningModule):
         opt.step(closure=step_closure)
 
     @torch.no_grad()
-    def _after_forward(self, step: int, out: torch.Tensor, a: torch.Tensor, loss: torch.Tensor) -> None:
+    def _after_forward(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor) -> None:
         """Backtracking, EMA, best iterate and (every k steps) metrics, all without a host sync."""
+        k = self.fits
         y_obs = crop(self.y, self.obs_box)
-        psnr_obs = psnr(crop(a, self.obs_box), y_obs)
-        good = torch.isfinite(loss) & torch.isfinite(psnr_obs)
-        if self.backtrack_db is not None:
+        psnr_obs = psnr_k(crop(a, self.obs_box), y_obs, k)
+        good = torch.isfinite(losses) & torch.isfinite(psnr_obs)  # NaN/Inf: always backtracked
+        row = self._row_of.get(step)
+        if self.backtrack_db is not None:  # the paper's collapse test, every step
             good = good & ~(psnr_obs < self.prev_psnr_obs - self.backtrack_db)
-            self._backtrack(good)
             self.prev_psnr_obs = torch.where(good, psnr_obs, self.prev_psnr_obs)
+        if self.backtrack_db is not None or row is not None:  # else only the NaN guard, every k steps
+            self._backtrack(good)
             self.backtracks += (~good).long()
-        self.last_out = torch.where(good, out, self.last_out) if step > 1 else out.clone()
+        g = self._per_fit(good)
+        self.last_out = torch.where(g, out, self.last_out) if step > 1 else out.clone()
         if self.exp_weight is not None:
             w = self.exp_weight
-            new = torch.where(self.ema_ready, w * self.ema + (1 - w) * out, out)
-            self.ema = torch.where(good, new, self.ema)
+            new = torch.where(self._per_fit(self.ema_ready), w * self.ema + (1 - w) * out, out)
+            self.ema = torch.where(g, new, self.ema)
             self.ema_ready = self.ema_ready | good
         img = crop(out, self.box)
         if self.has_gt:
-            p_gt = psnr(img, self.x_true)
+            p_gt = psnr_k(img, self.x_true, k)
             better = good & (p_gt > self.best_psnr)
             self.best_psnr = torch.where(better, p_gt, self.best_psnr)
             self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
-            self.best_image = torch.where(better, img, self.best_image)
-        row = self._row_of.get(step)
+            self.best_image = torch.where(self._per_fit(better), img, self.best_image)
         if row is not None:
-            nan = torch.full((), math.nan, device=out.device)
+            nan = torch.full((k,), math.nan, device=out.device)
             ema_img = crop(self.ema, self.box) if self.exp_weight is not None else None
-            vals = [loss.float(), psnr_obs,
+            vals = [losses.float(), psnr_obs,
                     p_gt if self.has_gt else nan,
-                    psnr(crop(self.task(self.ema), self.obs_box), y_obs) if ema_img is not None else nan,
-                    psnr(ema_img, self.x_true) if (ema_img is not None and self.has_gt) else nan,
-                    ssim(img, self.x_true) if self.has_gt else nan,
-                    ssim(ema_img, self.x_true) if (ema_img is not None and self.has_gt) else nan]
-            self.history[row] = torch.stack([v.float().reshape(()) for v in vals])
+                    psnr_k(crop(self.task(self.ema), self.obs_box), y_obs, k) if ema_img is not None else nan,
+                    psnr_k(ema_img, self.x_true, k) if (ema_img is not None and self.has_gt) else nan,
+                    ssim_k(img, self.x_true, k) if self.has_gt else nan,
+                    ssim_k(ema_img, self.x_true, k) if (ema_img is not None and self.has_gt) else nan]
+            self.history[row] = torch.stack([v.float().reshape(k) for v in vals])
 
     def _backtrack(self, good: torch.Tensor) -> None:
-        """Where ``good`` is False restore θ and Adam-style moments from the last good step;
-        then take the (possibly restored) state as the new snapshot. Gradients of a bad step
-        are zeroed so the coming optimiser step starts from the restored state."""
+        """Per fit, where ``good`` is False restore θ and Adam-style moments from the last good step;
+        then take the (possibly restored) state as the new snapshot. Gradients of a bad step are
+        zeroed so the coming optimiser step starts from the restored state. Every packed tensor
+        holds the fits' blocks along dim 0, so a (K, −1) view selects them."""
         tensors = self._state_tensors()
         if self._snapshot is None or len(self._snapshot) != len(tensors):
             self._snapshot = [t.detach().clone() for t in tensors]
             return
+        k = self.fits
+        keep = good.view(k, 1)
         for t, s in zip(tensors, self._snapshot):
-            t.copy_(torch.where(good, t, s))
+            tv, sv = t.view(k, -1), s.view(k, -1)
+            tv.copy_(torch.where(keep, tv, sv))
             s.copy_(t)
         for p in self.net.parameters():
             if p.grad is not None:
-                p.grad.copy_(torch.where(good, p.grad, torch.zeros_like(p.grad)))
+                gv = p.grad.view(k, -1)
+                gv.copy_(torch.where(keep, gv, torch.zeros_like(gv)))
 
     def _state_tensors(self) -> list[torch.Tensor]:
         params = list(self.net.parameters())
@@ -237,15 +282,20 @@ class DIPModule(pl.LightningModule):
         return out
 
     # ------------------------------------------------------------------ results
+    def fit_slice(self, x: torch.Tensor, fit: int) -> torch.Tensor:
+        """The channels of fit ``fit`` of a packed (1, K·C, …) tensor."""
+        c = x.shape[1] // self.fits
+        return x[:, fit * c:(fit + 1) * c]
+
     def ema_image(self) -> torch.Tensor | None:
         return crop(self.ema, self.box) if self.exp_weight is not None else None
 
     def final_image(self) -> torch.Tensor:
         return crop(self.last_out, self.box)
 
-    def history_dict(self, upto: int | None = None) -> dict[str, list[float]]:
+    def history_dict(self, fit: int = 0, upto: int | None = None) -> dict[str, list[float]]:
         n = self.rows_done if upto is None else upto
-        h = self.history[:n].cpu()
+        h = self.history[:n, :, fit].cpu()
         d = {"step": self.eval_steps[:n]}
         d.update({f: h[:, i].tolist() for i, f in enumerate(FIELDS)})
         return d

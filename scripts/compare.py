@@ -16,13 +16,9 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
-from hydra.utils import instantiate
-
 from dip_lightning.api import compose_config
 from dip_lightning.flops import step_flops
-from dip_lightning.run import prepare_problem, run
-from dip_lightning.io import load_image
+from dip_lightning.run import build, build_fit, run
 
 IMAGE_EXT = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 QUIET = ["trainer.enable_progress_bar=false", "snapshot_every=0", "snapshot_log_spaced=false"]
@@ -31,16 +27,8 @@ COLUMNS = ["net", "params", "gflop_per_iter", "it_per_s", "psnr_final", "psnr_be
 
 def flops_per_iter(cfg) -> float:
     """GFLOP of one training step of the composed configuration (built as run() builds it)."""
-    task = instantiate(cfg.task)
-    img = load_image(cfg.image, cfg.get("resize"))
-    make_input = instantiate(cfg.input)
-    net = instantiate(cfg.net, in_channels=getattr(task, "input_channels", None) or make_input.depth,
-                      out_channels=img.shape[0])
-    g = torch.Generator().manual_seed(int(cfg.seed))
-    prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), bool(cfg.observed), str(cfg.fit_size), g)
-    z = task.network_input()
-    z = make_input(*prob.canvas, g) if z is None else z
-    return step_flops(net, z, task, prob.y_padded) / 1e9
+    fit = build_fit(cfg, int(cfg.seed), cfg.image, None, build(cfg.input))
+    return step_flops(fit.net, fit.z, fit.task, fit.prob.y_padded) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:

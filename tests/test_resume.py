@@ -45,7 +45,7 @@ class Interrupt(pl.Callback):
 
 def test_ctrl_c_writes_outputs_marked_interrupted(compose_cfg, image_file, monkeypatch):
     build = runmod.build_callbacks
-    monkeypatch.setattr(runmod, "build_callbacks", lambda cfg, out: {**build(cfg, out), "boom": Interrupt()})
+    monkeypatch.setattr(runmod, "build_callbacks", lambda cfg, out, fits=1: {**build(cfg, out, fits), "boom": Interrupt()})
     cfg = compose_cfg(f"image={image_file(20, 20, 3)}", "iters=50", "input.depth=4", *QUIET, *TINY_NET)
     with pytest.raises((SystemExit, KeyboardInterrupt)):
         run(cfg)

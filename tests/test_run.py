@@ -78,7 +78,7 @@ def test_backtrack_mechanism_directly():
     mod = DIPModule.__new__(DIPModule)
     torch.nn.Module.__init__(mod)
     mod.net = torch.nn.ParameterList([p])
-    mod._snapshot = None
+    mod._snapshot, mod.fits = None, 1
     mod.optimizers = lambda: torch.optim.SGD([p], lr=0.1)
     mod._backtrack(torch.tensor(True))  # first call: snapshot
     with torch.no_grad():

@@ -1,8 +1,9 @@
 """Lightning callbacks: curves, snapshots, early stopping, progress bar, throughput."""
 from dip_lightning.callbacks.curves import CurveLogger
+from dip_lightning.callbacks.divergence import DivergenceGuard
 from dip_lightning.callbacks.progress import PSNRProgressBar
 from dip_lightning.callbacks.snapshots import Snapshots
 from dip_lightning.callbacks.stopping import EarlyStopping
 from dip_lightning.callbacks.throughput import Throughput
 
-__all__ = ["CurveLogger", "EarlyStopping", "PSNRProgressBar", "Snapshots", "Throughput"]
+__all__ = ["CurveLogger", "DivergenceGuard", "EarlyStopping", "PSNRProgressBar", "Snapshots", "Throughput"]

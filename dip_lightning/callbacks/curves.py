@@ -11,12 +11,13 @@ from dip_lightning.module import FIELDS
 class CurveLogger(pl.Callback):
     """Every ``log_every`` steps (and at the end) copy the new rows of ``module.history`` to the
     host in one transfer and send them to the logger with their own step numbers. ``psnr/best``
-    is logged as a running scalar (the best evaluated PSNR so far: what sweeps optimise)."""
+    is logged as a running scalar (the best evaluated PSNR so far: what sweeps optimise). Packed
+    fits log into one run, each metric prefixed with ``fit<k>/``."""
 
     def __init__(self, log_every: int = 50):
         self.log_every = max(1, int(log_every))
         self.flushed = 0
-        self.best = -math.inf
+        self.best: list[float] = []  # per fit
         self.latest: dict[str, float] = {}  # last flushed row (read by the progress bar)
 
     def on_train_start(self, trainer, module) -> None:
@@ -36,15 +37,21 @@ class CurveLogger(pl.Callback):
         n = module.rows_done
         if n <= self.flushed:
             return
-        rows = module.history[self.flushed:n].cpu().tolist()
+        rows = module.history[self.flushed:n].cpu().tolist()  # (rows, fields, fits)
         steps = module.eval_steps[self.flushed:n]
         self.flushed = n
+        k = module.fits
+        if len(self.best) != k:
+            self.best = [-math.inf] * k
         for step, row in zip(steps, rows):
-            metrics = {k: v for k, v in zip(FIELDS, row) if not math.isnan(v)}
-            gt = metrics.get("psnr/gt")
-            if gt is not None:
-                self.best = max(self.best, gt)
-                metrics["psnr/best"] = self.best
+            metrics = {}
+            for fit in range(k):
+                prefix = "" if k == 1 else f"fit{fit}/"  # packed fits: one run, K curves
+                values = {f: r[fit] for f, r in zip(FIELDS, row) if not math.isnan(r[fit])}
+                if "psnr/gt" in values:
+                    self.best[fit] = max(self.best[fit], values["psnr/gt"])
+                    values["psnr/best"] = self.best[fit]
+                metrics.update({prefix + key: v for key, v in values.items()})
             self.latest = metrics
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)

@@ -13,6 +13,5 @@ class PSNRProgressBar(TQDMProgressBar):
         self.curves = curves
 
     def get_metrics(self, trainer, pl_module):
-        items = {k: f"{v:.2f}" for k, v in self.curves.latest.items()
-                 if k in ("psnr/gt", "psnr_ema/gt", "psnr/obs", "psnr/best")}
-        return items
+        keys = ("psnr/gt", "psnr_ema/gt", "psnr/obs", "psnr/best")
+        return {k: f"{v:.2f}" for k, v in self.curves.latest.items() if k in keys or k.startswith("fit0/psnr/gt")}

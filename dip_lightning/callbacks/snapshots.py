@@ -29,39 +29,41 @@ def snapshot_steps(iters: int, every: int = 0, log_spaced: bool = True) -> list[
 class Snapshots(pl.Callback):
     """Save the output (and EMA) at ``snapshot_steps``; at the end write ``snapshots.png``."""
 
-    def __init__(self, folder: str | Path, iters: int, every: int = 0, log_spaced: bool = True,
+    def __init__(self, folders: str | Path | list, iters: int, every: int = 0, log_spaced: bool = True,
                  grid_columns: int = 8):
-        self.folder = Path(folder)
+        self.folders = [Path(f) for f in (folders if isinstance(folders, (list, tuple)) else [folders])]
         self.steps = set(snapshot_steps(iters, every, log_spaced))
         self.grid_columns = grid_columns
-        self.saved: list[tuple[int, Path]] = []
+        self.saved: list[list[tuple[int, Path]]] = [[] for _ in self.folders]  # per fit
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step not in self.steps:
             return
-        images = {"output": module.final_image()[0]}
-        ema = module.ema_image()
-        if ema is not None:
-            images["ema"] = ema[0]
-        for kind, img in images.items():
-            path = save_image(img, self.folder / f"step_{step:06d}{'' if kind == 'output' else '_ema'}.png")
-            if kind == "output":
-                self.saved.append((step, path))
-            for logger in trainer.loggers:
-                if hasattr(logger, "log_image"):  # WandbLogger: uint8, so the PNG is not black
-                    logger.log_image(key=f"snapshot/{kind}", images=[to_uint8(img)], step=step,
-                                     caption=[f"step {step}"])
+        final, ema = module.final_image(), module.ema_image()
+        for fit, folder in enumerate(self.folders):
+            images = {"output": module.fit_slice(final, fit)[0]}
+            if ema is not None:
+                images["ema"] = module.fit_slice(ema, fit)[0]
+            for kind, img in images.items():
+                path = save_image(img, folder / f"step_{step:06d}{'' if kind == 'output' else '_ema'}.png")
+                if kind == "output":
+                    self.saved[fit].append((step, path))
+                key = f"snapshot/{kind}" if len(self.folders) == 1 else f"fit{fit}/snapshot/{kind}"
+                for logger in trainer.loggers:
+                    if hasattr(logger, "log_image"):  # WandbLogger: uint8, so the PNG is not black
+                        logger.log_image(key=key, images=[to_uint8(img)], step=step, caption=[f"step {step}"])
 
     def on_train_end(self, trainer, module) -> None:
-        if self.saved:
-            make_grid(self.saved, self.folder.parent / "snapshots.png", self.grid_columns)
+        for folder, saved in zip(self.folders, self.saved):
+            if saved:
+                make_grid(saved, folder.parent / "snapshots.png", self.grid_columns)
 
     def state_dict(self) -> dict:
-        return {"saved": [(s, str(p)) for s, p in self.saved]}
+        return {"saved": [[(s, str(p)) for s, p in saved] for saved in self.saved]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.saved = [(s, Path(p)) for s, p in state["saved"]]
+        self.saved = [[(s, Path(p)) for s, p in saved] for saved in state["saved"]]
 
 
 def make_grid(saved: list[tuple[int, Path]], path: Path, columns: int = 8) -> Path:

@@ -22,31 +22,36 @@ import torch
 
 
 class VarianceTracker:
-    """The ES statistics on a stream of images, independent of Lightning (also used in tests)."""
+    """The ES statistics on a stream of images, independent of Lightning (also used in tests).
 
-    def __init__(self, method: str = "wmv", window: int = 100, alpha: float = 0.1):
+    Images are (1, K·C, H, W) with the channels of K packed fits side by side (K = ``fits``); the
+    variance is per fit, a length-K vector."""
+
+    def __init__(self, method: str = "wmv", window: int = 100, alpha: float = 0.1, fits: int = 1):
         if method not in ("wmv", "emv"):
             raise ValueError(f"es.method={method!r}; choose wmv or emv")
         if int(window) < 2:
             raise ValueError(f"es.window={window} must be at least 2")
         if not 0.0 < float(alpha) < 1.0:
             raise ValueError(f"es.alpha={alpha} must be in (0, 1)")
-        self.method, self.window, self.alpha = method, int(window), float(alpha)
+        self.method, self.window, self.alpha, self.fits = method, int(window), float(alpha), int(fits)
         self.count = 0
         self.state: dict[str, torch.Tensor] = {}
 
+    def _per_fit_sum(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.fits, -1).sum(1)
+
     def update(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Add one image; return the current variance (a 0-d device tensor), None while warming up."""
+        """Add one image; return the current per-fit variance (K,), None while warming up."""
         x = x.detach()
-        n = x.numel()
+        n = x.numel() // self.fits
         if not self.state:
-            self.state = {"best": torch.full((), math.inf, device=x.device, dtype=torch.float64)}
+            z64 = dict(device=x.device, dtype=torch.float64)
             if self.method == "wmv":
-                self.state.update(ring=torch.zeros((self.window, *x.shape), device=x.device, dtype=x.dtype),
-                                  s1=torch.zeros(x.shape, device=x.device, dtype=torch.float64),
-                                  s2=torch.zeros((), device=x.device, dtype=torch.float64))
+                self.state = {"ring": torch.zeros((self.window, *x.shape), device=x.device, dtype=x.dtype),
+                              "s1": torch.zeros(x.shape, **z64), "s2": torch.zeros(self.fits, **z64)}
             else:
-                self.state.update(mu=x.double().clone(), var=torch.zeros((), device=x.device, dtype=torch.float64))
+                self.state = {"mu": x.double().clone(), "var": torch.zeros(self.fits, **z64)}
         s = self.state
         self.count += 1
         if self.method == "wmv":
@@ -54,27 +59,27 @@ class VarianceTracker:
             old = s["ring"][slot].double()
             xd = x.double()
             s["s1"] += xd - old
-            s["s2"] += (xd * xd).sum() - (old * old).sum()
+            s["s2"] += self._per_fit_sum(xd * xd) - self._per_fit_sum(old * old)
             s["ring"][slot] = x
             if self.count < self.window:
                 return None
             mean = s["s1"] / self.window
-            return (s["s2"] / self.window - (mean * mean).sum()).clamp_min(0.0) / n
+            return (s["s2"] / self.window - self._per_fit_sum(mean * mean)).clamp_min(0.0) / n
         delta = x.double() - s["mu"]
         s["mu"] += self.alpha * delta
-        s["var"] = (1 - self.alpha) * (s["var"] + self.alpha * (delta * delta).sum() / n)
+        s["var"] = (1 - self.alpha) * (s["var"] + self.alpha * self._per_fit_sum(delta * delta) / n)
         return s["var"] if self.count >= self.window else None
 
 
 class EarlyStopping(pl.Callback):
-    """ES-WMV / ES-EMV as a callback on the step's own output (the cropped image).
+    """ES-WMV / ES-EMV as a callback on the step's own output (the cropped image), per packed fit.
 
     Args:
         method: 'wmv' (windowed moving variance) or 'emv' (exponential moving variance).
         window: W for WMV; for EMV the number of warm-up steps before tracking starts.
         patience: P, steps without a new variance minimum that count as detection.
         alpha: EMV smoothing (published 0.1).
-        mode: 'stop' ends the fit at detection; 'mark' keeps going and records it.
+        mode: 'stop' ends the fit at detection (of every packed fit); 'mark' keeps going and records it.
         check_every: how often the host looks at the stall counter (one sync per check).
     Published defaults (ES-WMV): W = 100, P = 1000.
     """
@@ -90,7 +95,7 @@ class EarlyStopping(pl.Callback):
         self.best_var: torch.Tensor | None = None
         self.best_step: torch.Tensor | None = None
         self.image: torch.Tensor | None = None
-        self.detected_step: int | None = None
+        self.detected: list[int | None] = []
         self.stopped = False
 
     @property
@@ -98,51 +103,61 @@ class EarlyStopping(pl.Callback):
         return self.tracker.method
 
     def on_train_start(self, trainer, module) -> None:
-        """After a resume the restored statistics sit on the CPU: move them to the module's device."""
+        """Size the statistics for the module's fits; after a resume move them to its device."""
+        k = getattr(module, "fits", 1)
+        if len(self.detected) != k:
+            self.tracker.fits, self.detected = k, [None] * k
         dev = module.device
-        self.tracker.state = {k: v.to(dev) for k, v in self.tracker.state.items()}
+        self.tracker.state = {key: v.to(dev) for key, v in self.tracker.state.items()}
         for name in ("best_var", "best_step", "image"):
             v = getattr(self, name)
             if v is not None:
                 setattr(self, name, v.to(dev))
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self.detected_step is not None:
+        k = getattr(module, "fits", 1)
+        if not self.detected:
+            self.tracker.fits, self.detected = k, [None] * k
+        if all(d is not None for d in self.detected):
             return
         step = trainer.global_step
         x = module.final_image()
         var = self.tracker.update(x)
         if self.image is None:
             self.image = x.clone()
-            self.best_var = torch.full((), math.inf, device=x.device, dtype=torch.float64)
-            self.best_step = torch.zeros((), device=x.device, dtype=torch.long)
+            self.best_var = torch.full((k,), math.inf, device=x.device, dtype=torch.float64)
+            self.best_step = torch.zeros(k, device=x.device, dtype=torch.long)
         if var is not None:
+            # a fit already detected keeps its image and step (its best variance is frozen at -inf)
             better = var < self.best_var
             self.best_var = torch.where(better, var, self.best_var)
             self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
-            self.image = torch.where(better, x, self.image)
+            per_channel = better.repeat_interleave(x.shape[1] // k).view(1, -1, 1, 1)
+            self.image = torch.where(per_channel, x, self.image)
         if step % self.check_every == 0 and var is not None:
-            best = int(self.best_step)  # the one host sync, every check_every steps
-            if best > 0 and step - best >= self.patience:
-                self.detected_step = best
-                if self.mode == "stop":
-                    self.stopped = True
-                    trainer.should_stop = True
+            for fit, best in enumerate(self.best_step.tolist()):  # the one host sync, every check_every steps
+                if self.detected[fit] is None and best > 0 and step - best >= self.patience:
+                    self.detected[fit] = best
+                    self.best_var[fit] = -math.inf
+            if self.mode == "stop" and all(d is not None for d in self.detected):
+                self.stopped = True
+                trainer.should_stop = True
 
     # ------------------------------------------------------------- results / checkpointing
-    def result(self) -> dict:
+    def result(self, fit: int = 0) -> dict:
         """es_step: detected step (or, without detection, the minimum-variance step so far)."""
-        if self.best_step is None or int(self.best_step) == 0:
+        if self.best_step is None or int(self.best_step[fit]) == 0:
             return {"es_step": None, "es_detected": False, "es_method": self.method}
-        return {"es_step": self.detected_step or int(self.best_step), "es_detected": self.detected_step is not None,
+        detected = self.detected[fit] if fit < len(self.detected) else None
+        return {"es_step": detected or int(self.best_step[fit]), "es_detected": detected is not None,
                 "es_method": self.method}
 
     def state_dict(self) -> dict:
         return {"tracker_state": self.tracker.state, "count": self.tracker.count, "best_var": self.best_var,
-                "best_step": self.best_step, "image": self.image, "detected_step": self.detected_step,
+                "best_step": self.best_step, "image": self.image, "detected": self.detected,
                 "stopped": self.stopped}
 
     def load_state_dict(self, state: dict) -> None:
         self.tracker.state, self.tracker.count = state["tracker_state"], state["count"]
         self.best_var, self.best_step, self.image = state["best_var"], state["best_step"], state["image"]
-        self.detected_step, self.stopped = state["detected_step"], state["stopped"]
+        self.detected, self.stopped = state["detected"], state["stopped"]

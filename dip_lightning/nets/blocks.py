@@ -85,6 +85,27 @@ def conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool 
     return nn.Sequential(layer, down)
 
 
+#: set by ``set_deterministic`` (the run's ``deterministic=true``): bilinear ×2 upsampling then runs
+#: as a fixed depthwise transposed convolution, whose backward is deterministic on CUDA (the
+#: interpolate kernel's backward uses atomic adds and is not).
+_DETERMINISTIC = False
+
+
+def set_deterministic(flag: bool) -> None:
+    global _DETERMINISTIC
+    _DETERMINISTIC = bool(flag)
+
+
+def bilinear_up2(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear ×2 upsampling (align_corners=False) as replicate-pad + transposed conv with the
+    taps [1/4, 3/4, 3/4, 1/4]: equal to F.interpolate, deterministic in backward."""
+    c = x.shape[1]
+    k1 = torch.tensor([0.25, 0.75, 0.75, 0.25], dtype=x.dtype, device=x.device)
+    w = torch.outer(k1, k1).expand(c, 1, 4, 4)
+    y = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, stride=2, groups=c)
+    return y[..., 3:3 + 2 * x.shape[-2], 3:3 + 2 * x.shape[-1]]
+
+
 class Upsample(nn.Module):
     """×2 upsampling: 'nearest' or 'bilinear' (``align_corners=True`` is torch < 0.4's behaviour)."""
 
@@ -96,6 +117,8 @@ class Upsample(nn.Module):
         self.align_corners = align_corners if mode == "bilinear" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _DETERMINISTIC and self.mode == "bilinear" and not self.align_corners:
+            return bilinear_up2(x)
         return F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=self.align_corners)
 
     def extra_repr(self) -> str:
@@ -112,6 +135,7 @@ class Concat(nn.Module):
     def __init__(self, *branches: nn.Module):
         super().__init__()
         self.branches = nn.ModuleList(branches)
+        self.groups = 1  # K packed fits: concatenate per fit, keeping each fit's channels together
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [b(x) for b in self.branches]
@@ -120,7 +144,11 @@ class Concat(nn.Module):
         outs = [o if o.shape[-2:] == (h, w) else
                 o[..., (o.shape[-2] - h) // 2:(o.shape[-2] - h) // 2 + h,
                   (o.shape[-1] - w) // 2:(o.shape[-1] - w) // 2 + w] for o in outs]
-        return torch.cat(outs, dim=1)
+        if self.groups == 1:
+            return torch.cat(outs, dim=1)
+        k = self.groups
+        cat = torch.cat([o.reshape(o.shape[0], k, o.shape[1] // k, h, w) for o in outs], dim=2)
+        return cat.reshape(cat.shape[0], -1, h, w)
 
 
 def per_level(value, levels: int, name: str) -> list:

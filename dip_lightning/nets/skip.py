@@ -27,6 +27,8 @@ class SkipNet(nn.Module):
     ``in_channels`` / ``out_channels`` are filled in by the runner from the input and the image.
     """
 
+    packable = True  # built only from blocks that dip_lightning.packing knows
+
     def __init__(
         self,
         in_channels: int = 32,
@@ -60,6 +62,8 @@ class SkipNet(nn.Module):
         downs = per_level(downsample_mode, levels, "downsample_mode")
         self.levels = levels
         self.multiple = 2 ** levels  # input size must be divisible by this for exact round trips
+        # smallest input: the deepest level must hold > 1 pixel (BatchNorm) and more than a filter's padding
+        self.min_size = self.multiple * max(2, max((k - 1) // 2 for k in k_down + k_up) + 1)
 
         def N(c: int) -> nn.Module:
             return norm(norm_layer, c, legacy_bn_init)

@@ -13,7 +13,8 @@ from dip_lightning.tasks.base import Task
 class Inpaint(Task):
     """``mask``: 'text' (rendered text, the paper's kate figure), 'random' (each pixel missing with
     probability ``missing``), 'box' (one rectangle ``box`` = [top, left, height, width] fractions),
-    or a path to a mask image (white = known) of the image's size.
+    'alpha' (the image file's own alpha channel: transparent = missing), or a path to a mask image
+    (white = known) of the image's size.
     The same mask applies to every channel; the observation is y = m ⊙ x.
     """
 
@@ -37,6 +38,11 @@ class Inpaint(Task):
             return masks.random_mask(height, width, self.missing, generator)
         if src == "box":
             return masks.box_mask(height, width, self.box)
+        if src == "alpha":  # the image's own alpha channel, set by the runner: opaque = known
+            alpha = getattr(self, "alpha", None)
+            if alpha is None:
+                raise ValueError("task.mask=alpha needs an image file with an alpha channel")
+            return (alpha.mean(0) > 0.5).float()[None, None]
         return masks.file_mask(src, height, width)
 
     def _set_mask(self, m: torch.Tensor) -> None:

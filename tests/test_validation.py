@@ -1,0 +1,174 @@
+"""Bad input gets one clear error and leaves no success output; divergence ends 'diverged';
+same seed ⇒ same metrics; the run folder records how to rerun it."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.errors import ConfigCompositionException
+from PIL import Image
+
+import dip_lightning.run as runmod
+from dip_lightning.run import run
+from conftest import QUIET, TINY_NET, synthetic_image
+
+TIMING = {"wall_s", "fit_s", "it_per_s", "output_dir"}
+
+
+def write(path: Path, a: np.ndarray) -> Path:
+    Image.fromarray(a).save(path)
+    return path
+
+
+def rgb8(h=20, w=24):
+    return (synthetic_image(h, w, 3) * 255).astype(np.uint8)
+
+
+def no_success_output(out: Path) -> bool:
+    m = out / "metrics.json"
+    completed = m.is_file() and json.loads(m.read_text())["status"] == "completed"
+    return not completed and not (out / "restored.png").exists()
+
+
+@pytest.fixture
+def tiny(compose_cfg):
+    def make(*over, out="run"):
+        return compose_cfg("iters=3", "input.depth=4", *QUIET, *TINY_NET, *over, out=out)
+    return make
+
+
+def bad_cases(tmp: Path):
+    """(name, overrides, exception type, words of the message)."""
+    img = write(tmp / "ok.png", rgb8())
+    (tmp / "text.png").write_text("not an image")
+    raw = (tmp / "ok.png").read_bytes()
+    (tmp / "trunc.png").write_bytes(raw[: len(raw) // 2])
+    small_mask = write(tmp / "m_small.png", np.full((10, 10), 255, np.uint8))
+    black = write(tmp / "m_black.png", np.zeros((20, 24), np.uint8))
+    white = write(tmp / "m_white.png", np.full((20, 24), 255, np.uint8))
+    blocker = tmp / "afile"
+    blocker.write_text("")
+    return [
+        ("missing image", ["image=/no/such/file.png"], FileNotFoundError, ["/no/such/file.png", "astronaut"]),
+        ("not an image", [f"image={tmp / 'text.png'}"], ValueError, ["cannot read", "text.png"]),
+        ("truncated", [f"image={tmp / 'trunc.png'}"], ValueError, ["cannot read", "trunc.png"]),
+        ("mask size", [f"image={img}", "task=inpaint", f"task.mask={small_mask}"], ValueError,
+         ["10x10", "20x24"]),
+        ("mask no known", [f"image={img}", "task=inpaint", f"task.mask={black}"], ValueError, ["no known pixels"]),
+        ("mask no missing", [f"image={img}", "task=inpaint", f"task.mask={white}"], ValueError, ["no missing pixels"]),
+        ("sr factor", [f"image={write(tmp / 'odd.png', rgb8(21, 22))}", "task=sr", "task.factor=4",
+                       "task.modcrop=false"], ValueError, ["21x22", "task.factor=4"]),
+        ("negative sigma", [f"image={img}", "task.sigma=-5"], ValueError, ["task.sigma=-5"]),
+        ("zero lr", [f"image={img}", "optim.lr=0"], ValueError, ["optim.lr=0"]),
+        ("negative lr", [f"image={img}", "optim.lr=-0.01"], ValueError, ["optim.lr=-0.01"]),
+        ("zero iters", [f"image={img}", "iters=0"], ValueError, ["iters=0"]),
+        ("unwritable output", [f"image={img}"], ValueError, ["cannot write", "afile"]),
+        ("alpha without alpha", [f"image={img}", "task=inpaint", "task.mask=alpha"], ValueError, ["no alpha channel"]),
+    ], blocker
+
+
+@pytest.mark.parametrize("case", range(13))
+def test_bad_input_is_one_clear_error(case, tiny, tmp_path):
+    cases, blocker = bad_cases(tmp_path)
+    name, over, exc, words = cases[case]
+    out = blocker / "sub" if name == "unwritable output" else tmp_path / "out"
+    cfg = tiny(*over, out=str(out))
+    with pytest.raises(exc) as info:
+        run(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    for w in words:
+        assert w in msg, (name, msg)
+    if name != "unwritable output":
+        assert no_success_output(out)
+
+
+@pytest.mark.parametrize("override,words", [("task=denoize", ["denoise", "sr", "inpaint"]),
+                                            ("net=skipp", ["skip", "unet"]),
+                                            ("optim=adamw", ["adam", "lbfgs"]),
+                                            ("itters=5", ["itters"])])
+def test_unknown_names_list_the_valid_ones(override, words, tiny):
+    with pytest.raises(ConfigCompositionException) as info:
+        tiny(override)
+    text = str(info.value) + str(info.value.__cause__ or "")
+    for w in words:
+        assert w in text
+
+
+def test_images_that_must_work(tiny, tmp_path):
+    a16 = (synthetic_image(20, 24, 1) * 65535).astype(np.uint16)
+    Image.fromarray(a16).save(tmp_path / "g16.png")
+    Image.fromarray(rgb8()).convert("P", palette=Image.ADAPTIVE).save(tmp_path / "pal.png")
+    Image.fromarray(rgb8()).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    write(tmp_path / "one.png", np.array([[200]], np.uint8))
+    for name, channels, size in [("g16.png", 1, (20, 24)), ("pal.png", 3, (20, 24)), ("cmyk.jpg", 3, (20, 24)),
+                                 ("one.png", 1, (1, 1))]:
+        res = run(tiny(f"image={tmp_path / name}", out=f"o_{name}"))
+        assert res["restored"].shape == (channels, *size), name
+        assert res["metrics"]["status"] == "completed"
+
+
+def test_rgba_alpha_dropped_with_a_note_or_used_as_mask(tiny, tmp_path):
+    rgba = np.dstack([rgb8(), np.full((20, 24), 255, np.uint8)])
+    rgba[5:10, 6:12, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    with pytest.warns(UserWarning, match="alpha channel dropped"):
+        res = run(tiny(f"image={tmp_path / 'a.png'}", out="drop"))
+    assert res["restored"].shape == (3, 20, 24)
+    res = run(tiny(f"image={tmp_path / 'a.png'}", "task=inpaint", "task.mask=alpha", out="mask"))
+    observed = np.asarray(Image.open(res["output_dir"] / "observed.png"))
+    assert (observed[5:10, 6:12] == 0).all() and observed[12:, 14:].max() > 0
+
+
+def test_huge_image_is_refused_before_allocating(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(runmod, "available_bytes", lambda device="cpu": 10 * 2 ** 20)  # 10 MiB free
+    img = write(tmp_path / "big.png", (synthetic_image(200, 300, 3) * 255).astype(np.uint8))
+    with pytest.raises(MemoryError, match="GiB .* free; shrink it with resize"):
+        run(tiny(f"image={img}"))
+
+
+@pytest.mark.parametrize("lr", ["1e8", "1e30"])
+def test_divergence_ends_diverged_with_best_so_far_outputs(lr, tiny, tmp_path):
+    img = write(tmp_path / "i.png", rgb8())
+    res = run(tiny(f"image={img}", f"optim.lr={lr}", "iters=400", "eval_every=2", "max_backtracks=5"))
+    m = res["metrics"]
+    assert m["status"] == "diverged" and "lower optim.lr" in m["reason"]
+    assert m["backtracks"] >= 5 and m["iters_done"] < 400
+    for f in ("restored.png", "restored_best.png", "restored_ema.png", "psnr.png"):
+        assert (res["output_dir"] / f).is_file()
+    assert np.isfinite(m["psnr_best"])
+
+
+def test_deterministic_profile_same_seed_same_metrics(tiny, tmp_path):
+    img = write(tmp_path / "i.png", rgb8())
+    ms = []
+    for k in range(2):
+        res = run(tiny(f"image={img}", "deterministic=true", "seed=7", "iters=8", "eval_every=2", out=f"d{k}"))
+        ms.append(json.loads((res["output_dir"] / "metrics.json").read_text()))
+    assert {k: v for k, v in ms[0].items() if k not in TIMING} == {k: v for k, v in ms[1].items() if k not in TIMING}
+
+
+def test_run_folder_records_how_to_rerun(tiny, tmp_path):
+    img = write(tmp_path / "i.png", rgb8())
+    d = run(tiny(f"image={img}", "seed=11"))["output_dir"]
+    env = json.loads((d / "environment.json").read_text())
+    assert env["seed"] == 11 and env["packages"]["torch"] and env["packages"]["pytorch-lightning"]
+    assert "git" in env and "argv" in env
+    assert "seed: 11" in (d / "config.yaml").read_text()
+
+
+def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "dip_lightning", "image=/no/such.png", "logger=none", f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "/no/such.png" in errors[0] and "Traceback" not in proc.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "failed" and "/no/such.png" in m["reason"] and not (out / "restored.png").exists()
+    bad = subprocess.run([sys.executable, "-m", "dip_lightning", "task=denoize", f"hydra.run.dir={out}2"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "Available options" in bad.stderr and "denoise" in bad.stderr
