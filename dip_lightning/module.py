@@ -254,21 +254,22 @@ class DIPModule(pl.LightningModule):
         """Per fit, where ``good`` is False restore θ and Adam-style moments from the last good step;
         then take the (possibly restored) state as the new snapshot. Gradients of a bad step are
         zeroed so the coming optimiser step starts from the restored state. Every packed tensor
-        holds the fits' blocks along dim 0, so a (K, −1) view selects them."""
+        holds the fits' blocks along dim 0."""
         tensors = self._state_tensors()
         if self._snapshot is None or len(self._snapshot) != len(tensors):
             self._snapshot = [t.detach().clone() for t in tensors]
             return
-        k = self.fits
-        keep = good.view(k, 1)
         for t, s in zip(tensors, self._snapshot):
-            tv, sv = t.view(k, -1), s.view(k, -1)
-            tv.copy_(torch.where(keep, tv, sv))
+            t.copy_(torch.where(self._keep_mask(good, t), t, s))
             s.copy_(t)
         for p in self.net.parameters():
             if p.grad is not None:
-                gv = p.grad.view(k, -1)
-                gv.copy_(torch.where(keep, gv, torch.zeros_like(gv)))
+                p.grad.copy_(torch.where(self._keep_mask(good, p.grad), p.grad, torch.zeros_like(p.grad)))
+
+    def _keep_mask(self, good: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``good`` (K,) broadcast over a packed tensor whose dim 0 holds the K fits' blocks
+        (any memory format: no view of the data is taken)."""
+        return good.repeat_interleave(t.shape[0] // self.fits).view(-1, *([1] * (t.dim() - 1)))
 
     def _state_tensors(self) -> list[torch.Tensor]:
         params = list(self.net.parameters())

@@ -199,9 +199,9 @@ def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input) -> list[
     fits = [build_fit(cfg, seed + i, images[i] if images else cfg.image, image, make_input) for i in range(k)]
     first = fits[0].prob
     for f in fits[1:]:
-        if (f.prob.canvas, f.prob.box) != (first.canvas, first.box) or f.z.shape != fits[0].z.shape:
-            raise ValueError(f"packed fits need images of one size: got {tuple(first.y.shape[-2:])} and "
-                             f"{tuple(f.prob.y.shape[-2:])}; resize them (resize=...) or pack=1")
+        if (f.prob.canvas, f.prob.box) != (first.canvas, first.box) or f.prob.y.shape != first.y.shape:
+            raise ValueError(f"packed fits need images of one size and channel count: got {tuple(first.y.shape[1:])} "
+                             f"and {tuple(f.prob.y.shape[1:])} (C, H, W); resize them (resize=...) or pack=1")
     return fits
 
 

@@ -104,3 +104,11 @@ def test_csv_logger_gets_the_curves(compose_cfg, image_file):
 def test_bad_iters_is_a_clear_error(compose_cfg, image_file):
     with pytest.raises(ValueError, match="iters=0"):
         run(tiny(compose_cfg, image_file(), "iters=0"))
+
+
+def test_channels_last_runs_with_backtracking_and_matches_nchw(compose_cfg, image_file):
+    path = image_file(24, 24, 3)
+    a = run(tiny(compose_cfg, path, "memory_format=channels_last", "backtrack_db=5", out="cl"))
+    b = run(tiny(compose_cfg, path, "memory_format=contiguous", "backtrack_db=5", out="nchw"))
+    assert a["metrics"]["status"] == "completed"
+    assert torch.allclose(a["restored"], b["restored"], atol=1e-3)

@@ -1,0 +1,592 @@
+"""Throughput benchmark of the framework's training step (``scripts/benchmark.py`` is the CLI).
+
+For one task / net / image size / device / precision it measures, warm-up steps excluded, over
+several interleaved repeats (the median is reported):
+
+* ``it_per_s``: the real thing. The real ``configs/restore.yaml`` composed with benchmark overrides
+  (no logger, progress bar, early stopping or snapshots) goes through ``run.run()`` itself; only
+  ``cfg.trainer``'s target is ``make_trainer``, a ``pl.Trainer`` that lets the benchmark see the
+  module and callbacks ``run()`` made. The rate is that of ``run()``'s own ``Throughput`` callback.
+* ``bare_it_per_s``: the same module (built by ``run()``, handed over before any step) and its own
+  ``training_step``, in a plain PyTorch loop with no Lightning: the three things the step asks of a
+  Trainer (its optimiser, ``manual_backward``, the step count) are given directly, inside the
+  autocast Lightning's precision uses. ``lightning_overhead`` = bare / Lightning. (The tests check
+  that this loop leaves the module bit-identical to ``trainer.fit``.)
+* ``eager_baseline_it_per_s``: the original code's way: the net ``run()`` builds with compile off,
+  NCHW, in fp32, ``torch.optim.Adam(lr=0.01)``, input jitter, mse; no metrics, EMA or backtracking.
+* ``gflop_per_iter`` (forward + backward, ``torch.utils.flop_counter``), achieved ``gflops`` and
+  ``conv_peak_gflops`` (the machine's rate on the net's largest convolution, measured here).
+* ``peak_mem_mb``: on CPU the process's peak RSS (``ru_maxrss``) through the first Lightning fit,
+  interpreter and libraries included; on CUDA ``torch.cuda.max_memory_allocated`` of the fits.
+
+Heavy imports (Lightning, Hydra) happen inside the functions, so ``--help`` and argument errors
+are instant.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+#: Hydra overrides that make the benchmark measure the step only (no logging, stopping, images)
+QUIET = ["logger=none", "trainer.enable_progress_bar=false", "es=none", "snapshot_every=0",
+         "snapshot_log_spaced=false", "ckpt_every=0"]
+
+#: --quick: small versions of the nets (the skip net: 3 levels of 8 channels, 4 input channels)
+QUICK_NET = {
+    "skip": ["net.channels_down=[8,8,8]", "net.channels_up=[8,8,8]", "net.channels_skip=[2,2,2]"],
+    "unet": ["net.feature_scale=16"],
+    "resnet": ["net.num_blocks=2", "net.num_channels=8"],
+    "decoder": ["net.channels=[8,8,8]"],
+    "convdecoder": ["net.channels=[8,8,8]"],
+    "texture": ["net.conv_num=4"],
+}
+QUICK = {"size": 32, "steps": 2, "warmup": 1, "repeats": 1}
+FULL = {"size": 256, "steps": 10, "warmup": 3, "repeats": 3}
+
+EAGER_BASELINE = ("the net run() builds, fresh, same class (SkipNet uses Conv2d(padding_mode='reflect'); the original "
+                  "code used ReflectionPad2d + Conv2d), eager fp32 NCHW, not compiled, torch.optim.Adam(lr=0.01), "
+                  "input jitter z + reg_noise_std*randn, loss mse(A(net(z)), y); no metrics, EMA or backtracking")
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="it/s of the DIP training step: through Lightning, as a bare PyTorch loop, and the "
+                    "original eager fp32 way; FLOPs, achieved GFLOP/s, conv peak and peak memory.")
+    p.add_argument("--task", default="denoise", help="task config name (configs/task), default denoise")
+    p.add_argument("--net", default="skip", help="net config name (configs/net), default skip")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (default 256; --quick: 32)")
+    p.add_argument("--image", default="astronaut", help="image path or skimage sample (default astronaut)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (config compile=true)")
+    p.add_argument("--channels-last", action="store_true", help="memory_format=channels_last")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny image and net, 2 steps, 1 repeat: all the fields in seconds")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats, median reported (default 3)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 10)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps before each repeat (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Hydra override of the real config (repeatable), e.g. optim.lr=0.02")
+    p.add_argument("--pack", type=int, default=None, metavar="K",
+                   help="also time K fits packed in one grouped net (pack=K) against K sequential fits")
+    p.add_argument("--json", dest="json_path", default=None, metavar="OUT", help="write the results here")
+    args = p.parse_args(argv)
+    if args.pack is not None and args.pack < 2:
+        p.error(f"--pack {args.pack}: give the number of packed fits, at least 2")
+    base = QUICK if args.quick else FULL
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for key, low in (("size", 8), ("steps", 1), ("warmup", 1), ("repeats", 1)):
+        if getattr(args, key) < low:
+            p.error(f"--{key} must be at least {low}")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be at least 1")
+    return args
+
+
+def config_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool = False) -> list[str]:
+    """The real config's overrides for this benchmark; ``eager``: the baseline's (no compile, NCHW, fp32)."""
+    compiled, channels_last = (False, False) if eager else (args.compile, args.channels_last)
+    ov = [f"task={args.task}", f"net={args.net}", f"image={args.image}", f"resize={args.size}",
+          f"seed={args.seed}", f"iters={args.warmup + args.steps}", f"warmup_steps={args.warmup}",
+          "trainer._target_=dip_lightning.bench.make_trainer",
+          f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.devices=1",
+          f"trainer.precision={'32-true' if eager else args.precision}",
+          f"memory_format={'channels_last' if channels_last else 'contiguous'}",
+          f"compile={'true' if compiled else 'false'}", *QUIET]
+    if args.threads is not None:
+        ov.append(f"threads={args.threads}")
+    if args.quick:
+        ov += QUICK_NET.get(args.net, []) + ["input.depth=4"]
+    ov += list(args.override)
+    ov.append(f"paths.output_dir={out_dir}")
+    return ov
+
+
+# ------------------------------------------------------------------ building: run() itself does it
+#: what the benchmark's Trainer saw of the last ``run()``: the trainer, the module, memory figures
+_SESSION: dict[str, Any] = {"capture": False, "trainer": None, "module": None}
+_TRAINER_CLASS = None
+
+
+class Captured(Exception):
+    """Raised by the benchmark's Trainer in capture mode: ``run()`` has built the module, no step taken."""
+
+
+def make_trainer(**kwargs):
+    """Hydra target of ``cfg.trainer`` during the benchmark (``trainer._target_`` override).
+
+    Returns a ``pl.Trainer`` whose ``fit`` records the module ``run()`` built and the peak memory of
+    the fit, or, in capture mode, hands the untrained module over by raising ``Captured``. So the
+    module, task, input and callbacks always come from ``run()`` itself, whatever it does.
+    """
+    global _TRAINER_CLASS
+    if _TRAINER_CLASS is None:
+        import pytorch_lightning as pl
+        import torch
+
+        class BenchTrainer(pl.Trainer):
+            def fit(self, model, *args, **kw):
+                _SESSION.update(trainer=self, module=model)
+                if _SESSION["capture"]:
+                    raise Captured()
+                cuda = self.accelerator.__class__.__name__ == "CUDAAccelerator"
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                _SESSION["rss_before_fit_mb"] = _rss_mb()
+                out = super().fit(model, *args, **kw)
+                _SESSION["peak_mem_mb"] = (torch.cuda.max_memory_allocated() / 2**20 if cuda else _maxrss_mb())
+                return out
+
+        _TRAINER_CLASS = BenchTrainer
+    return _TRAINER_CLASS(**kwargs)
+
+
+def capture_module(cfg):
+    """The DIPModule exactly as ``run.run(cfg)`` builds it (net, task, z, y, optimiser factory), untrained."""
+    from dip_lightning.run import run
+
+    _SESSION.update(capture=True, trainer=None, module=None)
+    try:
+        run(cfg)
+    except Captured:
+        return _SESSION["module"]
+    finally:
+        _SESSION["capture"] = False
+    raise RuntimeError("run() finished without calling trainer.fit; is trainer._target_ overridden?")
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _sync(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: str, precision: str):
+    """The autocast context Lightning's precision plugin puts around ``training_step``."""
+    import torch
+
+    if precision == "bf16-mixed":
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _quiet_session(threads: int | None):
+    """Lightning's info logs and known warnings off, ``threads`` set; all restored on exit (the
+    benchmark may run inside another program, e.g. the tests)."""
+    import logging
+
+    import torch
+
+    names = ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning")
+    levels = {n: logging.getLogger(n).level for n in names}
+    old_threads = torch.get_num_threads()
+    with warnings.catch_warnings():
+        for msg in (".*does not have many workers.*", ".*The number of training batches.*",
+                    ".*log_every_n_steps.*", ".*LeafSpec.*"):  # the last: torch's pytree deprecation, in Lightning
+            warnings.filterwarnings("ignore", message=msg)
+        for n in names:
+            logging.getLogger(n).setLevel(logging.WARNING)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            for n, level in levels.items():
+                logging.getLogger(n).setLevel(level)
+            torch.set_num_threads(old_threads)
+
+
+def timed_loop(step: Callable[[int], Any], warmup: int, steps: int, device: str) -> float:
+    """Run ``warmup`` untimed then ``steps`` timed calls of ``step(i)`` (i = 1, 2, ...); return it/s.
+    Synchronises the device only at the two timing boundaries."""
+    for i in range(1, warmup + 1):
+        step(i)
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(warmup + 1, warmup + steps + 1):
+        step(i)
+    _sync(device)
+    return steps / (time.perf_counter() - t0)
+
+
+def _rss_mb() -> float:
+    """Current resident set size (Linux /proc; falls back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return _maxrss_mb()
+
+
+def _maxrss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _optimizer(configured):
+    """The optimiser out of whatever ``configure_optimizers`` returned."""
+    if isinstance(configured, dict):
+        configured = configured["optimizer"]
+    if isinstance(configured, (list, tuple)):
+        configured = configured[0]
+    return configured
+
+
+# ------------------------------------------------------------------------------- the three loops
+def lightning_fit(cfg):
+    """``run(cfg)``: the framework's own fit. Returns (module, it/s of run()'s Throughput callback)."""
+    from dip_lightning.callbacks import Throughput
+    from dip_lightning.run import run
+
+    _SESSION.update(capture=False, trainer=None, module=None)
+    run(cfg)
+    trainer, module = _SESSION["trainer"], _SESSION["module"]
+    thr = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
+    timed, expected = thr.step_end - thr.step_warm, int(cfg.iters) - int(cfg.warmup_steps)
+    if thr.t_warm is None or timed != expected:
+        raise RuntimeError(f"Throughput timed {timed} steps, expected {expected}")
+    return module, float(thr.it_per_s)
+
+
+def bare_fit(cfg, device: str, precision: str):
+    """The same module and loss without Lightning: ``run()``'s module, its own ``on_fit_start`` and
+    ``training_step``, given the three things the step asks of a Trainer (the optimiser,
+    ``manual_backward`` = ``loss.backward()``, the step count), inside the autocast Lightning's
+    precision puts around the step. Returns (module, it/s)."""
+    import torch
+
+    module = capture_module(cfg).to(device)
+    module.train()
+    opt = _optimizer(module.configure_optimizers())
+    count = {"global_step": 0}
+    base = type(module)
+    module.__class__ = type(base.__name__, (base,), {"global_step": property(lambda self: count["global_step"])})
+    module.optimizers = lambda use_pl_optimizer=True: opt
+    module.manual_backward = lambda loss, *args, **kwargs: loss.backward(*args, **kwargs)
+    module.on_fit_start()
+    module.on_train_start()
+    dev_type = torch.device(device).type
+
+    def step(i: int) -> None:
+        count["global_step"] = i - 1  # Lightning's count during step i
+        with _autocast(dev_type, precision):
+            module.training_step(i - 1, i - 1)
+
+    steps = int(cfg.iters) - int(cfg.warmup_steps)
+    rate = timed_loop(step, int(cfg.warmup_steps), steps, device)
+    count["global_step"] = int(cfg.iters)
+    return module, rate
+
+
+def eager_parts(cfg, device: str):
+    """Net, task, z and padded y as ``run(cfg)`` builds them (``cfg`` with compile off, NCHW, fp32)."""
+    module = capture_module(cfg)
+    net = getattr(module.net, "_orig_mod", module.net).to(device).train()
+    return net, module.task.to(device), module.z.to(device), module.y.to(device)
+
+
+def eager_fit(cfg, device: str) -> float:
+    """The original code's plain eager fp32 NCHW step (see ``EAGER_BASELINE``). Returns it/s."""
+    import torch
+    import torch.nn.functional as F
+
+    net, task, z, y = eager_parts(cfg, device)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    sigma = float(cfg.reg_noise_std)
+
+    def step(i: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        z_in = z + sigma * torch.randn_like(z) if sigma > 0 else z
+        loss = F.mse_loss(task(net(z_in)), y)
+        loss.backward()
+        opt.step()
+
+    return timed_loop(step, int(cfg.warmup_steps), int(cfg.iters) - int(cfg.warmup_steps), device)
+
+
+# ------------------------------------------------------------------------------ FLOPs and peak
+def step_flops(net, task, z, y) -> int:
+    """Forward + backward FLOPs of one step (convolutions and matmuls, as FlopCounterMode counts)."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        loss = F.mse_loss(task(net(z)), y)
+        loss.backward()
+    return int(counter.get_total_flops())
+
+
+def largest_conv(net, z):
+    """(conv module, input shape) of the net's most expensive Conv2d, 3×3 ones preferred."""
+    import torch
+    import torch.nn as nn
+
+    seen: list[tuple[int, bool, nn.Conv2d, tuple]] = []
+
+    def hook(mod, inputs, output):
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        flops = 2 * mod.in_channels // mod.groups * mod.out_channels * k * output.shape[-2] * output.shape[-1]
+        seen.append((flops, tuple(mod.kernel_size) == (3, 3), mod, tuple(inputs[0].shape)))
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            net(z)
+    finally:
+        for h in handles:
+            h.remove()
+    if not seen:
+        return None, None
+    pool = [s for s in seen if s[1]] or seen
+    _, _, conv, shape = max(pool, key=lambda s: s[0])
+    return conv, shape
+
+
+def conv_peak(net, z, device: str, precision: str, repeats: int) -> dict:
+    """The machine's rate on the net's largest conv: forward + backward (input and weight grads) of
+    the same Conv2d shape with zero padding (the bare kernel), NCHW and channels_last, best of
+    ``repeats`` timings each, under the run's autocast."""
+    import torch
+    import torch.nn as nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ref, shape = largest_conv(net, z)
+    if ref is None:
+        return {"conv_peak_gflops": None, "conv_peak_layout": None, "conv_peak_shape": None}
+    dev_type = torch.device(device).type
+    best: dict[str, float] = {}
+    flops = None
+    for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        conv = nn.Conv2d(ref.in_channels, ref.out_channels, ref.kernel_size, stride=ref.stride, padding=ref.padding,
+                         dilation=ref.dilation, groups=ref.groups, bias=ref.bias is not None).to(device)
+        conv = conv.to(memory_format=fmt)
+        x = torch.randn(shape, device=device).contiguous(memory_format=fmt).requires_grad_()
+        grad: list[torch.Tensor] = []
+
+        def once() -> None:
+            x.grad = None
+            conv.zero_grad(set_to_none=True)
+            with _autocast(dev_type, precision):
+                out = conv(x)
+            if not grad:
+                grad.append(torch.randn_like(out).contiguous(memory_format=fmt))
+            out.backward(grad[0])
+
+        once()  # warm-up (and the gradient's shape)
+        if flops is None:
+            with FlopCounterMode(display=False) as counter:
+                once()
+            flops = int(counter.get_total_flops())
+        times = []
+        for _ in range(max(2, repeats)):
+            _sync(device)
+            t0 = time.perf_counter()
+            once()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        best[layout] = flops / min(times) / 1e9
+    layout = max(best, key=best.get)
+    c = ref
+    return {"conv_peak_gflops": best[layout], "conv_peak_layout": layout,
+            "conv_peak_by_layout": best,
+            "conv_peak_shape": f"{c.in_channels}->{c.out_channels} {c.kernel_size[0]}x{c.kernel_size[1]} "
+                               f"stride {c.stride[0]} on {shape[-2]}x{shape[-1]}"}
+
+
+# ------------------------------------------------------------------------------------- driver
+def benchmark(args: argparse.Namespace) -> dict:
+    import pytorch_lightning as pl
+    import torch
+
+    from dip_lightning.api import compose_config
+    from dip_lightning.nets.blocks import count_parameters
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmark.py: error: --device cuda but torch.cuda.is_available() is False")
+    device = "cuda" if args.device == "cuda" else "cpu"
+    load_before = _loadavg()
+    with _quiet_session(args.threads), tempfile.TemporaryDirectory(prefix="dip_bench_") as tmp:
+        cfg = compose_config(config_overrides(args, tmp))
+        cfg_eager = compose_config(config_overrides(args, tmp, eager=True))
+        runs: dict[str, list[float]] = {"it_per_s": [], "bare_it_per_s": [], "eager_baseline_it_per_s": []}
+        peak_mem = rss_before = None
+        for r in range(args.repeats):  # interleaved, so a change of machine load hits all three alike
+            t0 = time.perf_counter()
+            module, rate = lightning_fit(cfg)
+            runs["it_per_s"].append(rate)
+            _progress(f"repeat {r + 1}/{args.repeats}: Lightning {rate:.3f} it/s (run() took {time.perf_counter() - t0:.1f} s)")
+            if r == 0:  # on CPU the process's high-water mark: the first fit is the first heavy work
+                peak_mem, rss_before = _SESSION["peak_mem_mb"], _SESSION["rss_before_fit_mb"]
+            elif device == "cuda":
+                peak_mem = max(peak_mem, _SESSION["peak_mem_mb"])
+            canvas = list(module.z.shape[-2:])
+            params = count_parameters(module.net)
+            del module
+            _SESSION.update(trainer=None, module=None)
+            gc.collect()
+            t0 = time.perf_counter()
+            module, rate = bare_fit(cfg, device, args.precision)
+            runs["bare_it_per_s"].append(rate)
+            _progress(f"repeat {r + 1}/{args.repeats}: bare {rate:.3f} it/s ({time.perf_counter() - t0:.1f} s)")
+            del module
+            _SESSION.update(trainer=None, module=None)
+            gc.collect()
+            t0 = time.perf_counter()
+            runs["eager_baseline_it_per_s"].append(eager_fit(cfg_eager, device))
+            _progress(f"repeat {r + 1}/{args.repeats}: eager {runs['eager_baseline_it_per_s'][-1]:.3f} it/s "
+                      f"({time.perf_counter() - t0:.1f} s)")
+            _SESSION.update(trainer=None, module=None)
+            gc.collect()
+        if args.pack:  # K packed fits through Lightning: fits × steps per second
+            cfg_pack = compose_config(config_overrides(args, tmp) + [f"pack={args.pack}"])
+            runs["pack_it_per_s"] = []
+            for r in range(args.repeats):
+                module, rate = lightning_fit(cfg_pack)
+                runs["pack_it_per_s"].append(args.pack * rate)
+                _progress(f"repeat {r + 1}/{args.repeats}: pack={args.pack} {args.pack * rate:.3f} fit-it/s")
+                del module
+                _SESSION.update(trainer=None, module=None)
+                gc.collect()
+        net, task, z, y = eager_parts(cfg_eager, device)
+        flops = step_flops(net, task, z, y)
+        peak = conv_peak(net, z, device, args.precision, max(3, args.repeats))
+        threads = torch.get_num_threads()
+        del net, task, z, y
+        _SESSION.update(trainer=None, module=None)
+
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    best = {k: max(v) for k, v in runs.items()}  # interference only slows a run: best-of is the other estimate
+    gflop = flops / 1e9
+    res = {
+        "task": args.task, "net": args.net, "size": args.size, "canvas": canvas, "device": device,
+        "precision": args.precision, "compile": bool(args.compile), "channels_last": bool(args.channels_last),
+        "threads": threads, "quick": bool(args.quick),
+        "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "params": int(params),
+        "it_per_s": med["it_per_s"],
+        "bare_it_per_s": med["bare_it_per_s"],
+        "lightning_overhead": med["bare_it_per_s"] / med["it_per_s"],
+        "eager_baseline_it_per_s": med["eager_baseline_it_per_s"],
+        "speedup_vs_eager": med["it_per_s"] / med["eager_baseline_it_per_s"],
+        "it_per_s_best": best["it_per_s"],
+        "bare_it_per_s_best": best["bare_it_per_s"],
+        "eager_baseline_it_per_s_best": best["eager_baseline_it_per_s"],
+        "speedup_vs_eager_best": best["it_per_s"] / best["eager_baseline_it_per_s"],
+        "gflop_per_iter": gflop,
+        "gflops": gflop * med["it_per_s"],
+        **peak,
+        "peak_mem_mb": peak_mem,
+        "peak_mem_kind": ("torch.cuda.max_memory_allocated of the Lightning fits" if device == "cuda" else
+                          "ru_maxrss: process peak RSS through the first Lightning fit (interpreter and "
+                          "libraries included)"),
+        "rss_before_fit_mb": rss_before,
+        "runs": runs,
+        "eager_baseline": EAGER_BASELINE,
+        "overrides": [o for o in config_overrides(args, "<tmp>") if not o.startswith("paths.")],
+        "torch_version": torch.__version__, "lightning_version": pl.__version__,
+        "python": platform.python_version(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+        "loadavg_before": load_before, "loadavg_after": _loadavg(),
+    }
+    if args.pack:
+        # K sequential fits do K × steps in K × the time of one: their rate is the single fit's
+        res.update(pack=args.pack, pack_it_per_s=med["pack_it_per_s"], sequential_it_per_s=med["it_per_s"],
+                   pack_speedup=med["pack_it_per_s"] / med["it_per_s"], pack_it_per_s_best=best["pack_it_per_s"],
+                   pack_speedup_best=best["pack_it_per_s"] / best["it_per_s"])
+    if res["conv_peak_gflops"]:
+        res["fraction_of_conv_peak"] = res["gflops"] / res["conv_peak_gflops"]
+    return res
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: a shared machine's disturbance, recorded with the timings."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def _progress(msg: str) -> None:
+    print(f"[benchmark] {msg}", file=sys.stderr, flush=True)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_table(res: dict) -> str:
+    def f(v, nd=3):
+        return "n/a" if v is None else f"{v:.{nd}f}"
+
+    runs = res["runs"]
+    rows = [
+        ("Lightning step (it/s)", f(res["it_per_s"]), " ".join(f(v) for v in runs["it_per_s"])),
+        ("bare PyTorch loop (it/s)", f(res["bare_it_per_s"]), " ".join(f(v) for v in runs["bare_it_per_s"])),
+        ("Lightning overhead (bare/L)", f(res["lightning_overhead"]), ""),
+        ("eager fp32 baseline (it/s)", f(res["eager_baseline_it_per_s"]),
+         " ".join(f(v) for v in runs["eager_baseline_it_per_s"])),
+        ("speedup vs eager", f(res["speedup_vs_eager"]), f"best-of runs: {f(res['speedup_vs_eager_best'])}"),
+        ("GFLOP / iteration (fwd+bwd)", f(res["gflop_per_iter"]), ""),
+        ("achieved GFLOP/s", f(res["gflops"], 1), ""),
+        ("conv peak GFLOP/s", f(res["conv_peak_gflops"], 1),
+         f"{res['conv_peak_shape']}, best {res['conv_peak_layout']}" if res["conv_peak_shape"] else ""),
+        ("peak memory (MB)", f(res["peak_mem_mb"], 1), "CUDA allocated" if res["device"] == "cuda" else "peak RSS"),
+        ("parameters", f"{res['params']:,}", ""),
+    ]
+    if res.get("pack"):
+        rows += [(f"pack={res['pack']} (fits x it/s)", f(res["pack_it_per_s"]), " ".join(f(v) for v in runs["pack_it_per_s"])),
+                 ("sequential fits (fits x it/s)", f(res["sequential_it_per_s"]), "= one fit's it/s"),
+                 ("pack speed-up", f(res["pack_speedup"]), f"best-of runs: {f(res['pack_speedup_best'])}")]
+    head = (f"{res['task']} · {res['net']} · {res['size']}x{res['size']} (canvas {res['canvas'][0]}x{res['canvas'][1]})"
+            f" · {res['device']} · {res['precision']} · compile={res['compile']} · channels_last={res['channels_last']}"
+            f" · threads {res['threads']} · torch {res['torch_version']}\n"
+            f"{res['steps']} timed steps after {res['warmup']} warm-up, {res['repeats']} repeat(s), median"
+            f" (then each run) · load average {res['loadavg_before']} -> {res['loadavg_after']}")
+    w = max(len(r[0]) for r in rows)
+    lines = [head, "-" * 72] + [f"{a:<{w}}  {b:>12}  {c}".rstrip() for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    res = benchmark(args)
+    print(format_table(res))
+    if args.json_path:
+        path = Path(args.json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {path}")
+    bad = [k for k in ("it_per_s", "bare_it_per_s", "eager_baseline_it_per_s", "speedup_vs_eager")
+           if not (isinstance(res[k], float) and math.isfinite(res[k]) and res[k] > 0)]
+    if bad:
+        print(f"benchmark.py: error: non-finite results {bad}", file=sys.stderr)
+        return 1
+    return 0

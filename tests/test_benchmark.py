@@ -1,0 +1,124 @@
+"""scripts/benchmark.py: every field present and sane (as a subprocess and in-process), --pack fields,
+the bare loop is the Lightning step to the bit, and a CUDA bf16 run where a GPU exists."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dip_lightning import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "benchmark.py"
+
+RATES = ["it_per_s", "bare_it_per_s", "lightning_overhead", "eager_baseline_it_per_s", "speedup_vs_eager",
+         "gflop_per_iter", "gflops", "conv_peak_gflops", "peak_mem_mb", "it_per_s_best", "bare_it_per_s_best",
+         "eager_baseline_it_per_s_best", "speedup_vs_eager_best"]
+FIELDS = RATES + ["params", "size", "device", "precision", "compile", "threads", "torch_version", "steps",
+                  "repeats"]
+
+
+def quick_skip_params() -> int:
+    """Parameters of --quick's skip net (3 levels of 8 channels, 4 input and 3 output channels)."""
+    from dip_lightning.nets import SkipNet
+    from dip_lightning.nets.blocks import count_parameters
+
+    return count_parameters(SkipNet(4, 3, channels_down=[8, 8, 8], channels_up=[8, 8, 8], channels_skip=[2, 2, 2]))
+
+
+def check(res: dict, device: str = "cpu", precision: str = "32-true", repeats: int = 1) -> None:
+    for k in FIELDS:
+        assert k in res and res[k] is not None, k
+    for k in RATES:
+        assert isinstance(res[k], float) and math.isfinite(res[k]) and res[k] > 0, (k, res[k])
+    assert res["size"] == 32 and res["canvas"] == [32, 32]
+    assert res["device"] == device and res["precision"] == precision and res["compile"] is False
+    assert res["threads"] >= 1 and res["torch_version"] == torch.__version__
+    assert res["steps"] == 2 and res["repeats"] == repeats
+    assert res["params"] == quick_skip_params()
+    for k, runs in res["runs"].items():
+        assert len(runs) == repeats and all(r > 0 for r in runs), k
+        assert res[k] <= res[f"{k}_best"] == max(runs), k
+    assert res["speedup_vs_eager"] == pytest.approx(res["it_per_s"] / res["eager_baseline_it_per_s"])
+    assert res["lightning_overhead"] == pytest.approx(res["bare_it_per_s"] / res["it_per_s"])
+    assert res["gflops"] == pytest.approx(res["gflop_per_iter"] * res["it_per_s"])
+    # the largest 3×3 conv of the quick skip net: (2 skip + 8 deep) -> 8 channels at full resolution,
+    # forward + backward = 3 × 2·10·8·9·32² FLOPs, a part of the whole step's
+    assert res["conv_peak_shape"].startswith("10->8 3x3 stride 1 on 32x32")
+    assert res["conv_peak_layout"] in ("nchw", "channels_last")
+    assert 3 * 2 * 10 * 8 * 9 * 32 * 32 < res["gflop_per_iter"] * 1e9 < 1e9
+
+
+def test_script_quick_writes_every_field(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    check(json.loads(out.read_text()))
+    assert "Lightning step (it/s)" in proc.stdout and "speedup vs eager" in proc.stdout
+
+
+def test_in_process_with_repeats(tmp_path, capsys):
+    out = tmp_path / "sub" / "bench.json"
+    assert bench.main(["--quick", "--threads", "1", "--repeats", "2", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    check(res, repeats=2)
+    assert res["threads"] == 1
+    assert "conv peak GFLOP/s" in capsys.readouterr().out
+
+
+def test_pack_fields(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--pack", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    for key in ("pack_it_per_s", "sequential_it_per_s", "pack_speedup"):
+        assert res[key] > 0 and math.isfinite(res[key]), key
+    assert res["pack_speedup"] == pytest.approx(res["pack_it_per_s"] / res["sequential_it_per_s"])
+    assert "pack speed-up" in proc.stdout
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--pack", "1"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "--pack 1" in bad.stderr
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_bare_loop_is_the_lightning_step(tmp_path, precision):
+    """Same config, same seed: the bare loop leaves the module exactly as trainer.fit does
+    (weights, BatchNorm statistics, EMA, best iterate, metric history, backtracking), also under
+    bf16 autocast (Lightning's bf16-mixed on the CPU)."""
+    from dip_lightning.api import compose_config
+
+    args = bench.parse_args(["--quick", "--threads", "1", "--steps", "3", "--warmup", "1", "--precision", precision])
+    cfg = compose_config(bench.config_overrides(args, tmp_path) + ["eval_every=2"])
+    with bench._quiet_session(threads=1):
+        lit, _ = bench.lightning_fit(cfg)
+        bare, _ = bench.bare_fit(cfg, "cpu", precision)
+    a, b = lit.state_dict(), bare.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]) or (a[k].is_floating_point() and torch.equal(a[k].nan_to_num(), b[k].nan_to_num())), k
+    assert int(bare.best_step) >= 1 and torch.isfinite(bare.history[0]).any()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(SystemExit, match="torch.cuda.is_available"):
+        bench.main(["--quick", "--device", "cuda"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cuda", "--precision", "bf16-mixed", "--quick",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    check(res, device="cuda", precision="bf16-mixed")
+    assert res["gpu"]
