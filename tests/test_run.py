@@ -108,7 +108,10 @@ def test_bad_iters_is_a_clear_error(compose_cfg, image_file):
 
 def test_channels_last_runs_with_backtracking_and_matches_nchw(compose_cfg, image_file):
     path = image_file(24, 24, 3)
-    a = run(tiny(compose_cfg, path, "memory_format=channels_last", "backtrack_db=5", out="cl"))
-    b = run(tiny(compose_cfg, path, "memory_format=contiguous", "backtrack_db=5", out="nchw"))
+    # float64: float32 kernels of the two layouts round differently and the fit amplifies it
+    a = run(tiny(compose_cfg, path, "memory_format=channels_last", "backtrack_db=5", "trainer.precision=64-true",
+                 out="cl"))
+    b = run(tiny(compose_cfg, path, "memory_format=contiguous", "backtrack_db=5", "trainer.precision=64-true",
+                 out="nchw"))
     assert a["metrics"]["status"] == "completed"
-    assert torch.allclose(a["restored"], b["restored"], atol=1e-3)
+    assert torch.allclose(a["restored"], b["restored"], atol=1e-6)
