@@ -155,6 +155,14 @@ def test_basic_multirun_gives_each_job_its_folder_wandb_run_and_row(wandb_offlin
     assert {(float(r["optim.lr"]), int(r["seed"])) for r in rows} == {(1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)}
 
 
+def test_joblib_launcher_two_workers(wandb_offline, image_file):
+    """The plugin's own joblib launcher with 2 workers: 4 jobs, 4 W&B runs, 4 metrics.json, 4 rows."""
+    sweep = wandb_offline / "sweep"
+    multirun(shrink(readme_sweep("hydra/launcher=joblib"), image_file(16, 16, 3), jobs=4)
+             + ["logger=wandb"], sweep)
+    check_wandb_sweep(sweep, cli=False)
+
+
 def test_joblib_gpus_launcher_one_slot_per_worker(wandb_offline, image_file, monkeypatch):
     """hydra/launcher=gpus (the joblib launcher, n_jobs = 2 fake GPUs): 4 jobs over 2 worker processes,
     each its own W&B run; a slot is held by one process and runs one job at a time."""
