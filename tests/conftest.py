@@ -64,3 +64,12 @@ def compose_cfg(tmp_path: Path):
         return compose_config(list(overrides) + [f"paths.output_dir={tmp_path / out}"])
 
     return make
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    """W&B in offline mode with every W&B folder under the test's tmp_path."""
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    return tmp_path

@@ -110,14 +110,6 @@ def summary_rows(sweep: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture
-def wandb_offline(tmp_path, monkeypatch):
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    return tmp_path
-
-
 # --- Hydra launchers ---------------------------------------------------------------------------
 
 def check_wandb_sweep(sweep: Path, cli: bool) -> list[Path]:

@@ -13,14 +13,6 @@ from dip_lightning.run import run
 from conftest import TINY_NET
 
 
-@pytest.fixture
-def wandb_offline(tmp_path, monkeypatch):
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    return tmp_path
-
-
 def offline_runs(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("offline-run-*") if p.is_dir())
 
