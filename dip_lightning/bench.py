@@ -327,17 +327,6 @@ def eager_fit(cfg, device: str) -> float:
 
 
 # ------------------------------------------------------------------------------ FLOPs and peak
-def step_flops(net, task, z, y) -> int:
-    """Forward + backward FLOPs of one step (convolutions and matmuls, as FlopCounterMode counts)."""
-    import torch.nn.functional as F
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        loss = F.mse_loss(task(net(z)), y)
-        loss.backward()
-    return int(counter.get_total_flops())
-
-
 def largest_conv(net, z):
     """(conv module, input shape) of the net's most expensive Conv2d, 3×3 ones preferred."""
     import torch
@@ -470,7 +459,9 @@ def benchmark(args: argparse.Namespace) -> dict:
                 _SESSION.update(trainer=None, module=None)
                 gc.collect()
         net, task, z, y = eager_parts(cfg_eager, device)
-        flops = step_flops(net, task, z, y)
+        from dip_lightning.flops import step_flops
+
+        flops = step_flops(net, z, task, y)
         peak = conv_peak(net, z, device, args.precision, max(3, args.repeats))
         threads = torch.get_num_threads()
         del net, task, z, y
