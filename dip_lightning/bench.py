@@ -16,6 +16,10 @@ several interleaved repeats (the median is reported):
   NCHW, in fp32, ``torch.optim.Adam(lr=0.01)``, input jitter, mse; no metrics, EMA or backtracking.
 * ``gflop_per_iter`` (forward + backward, ``torch.utils.flop_counter``), achieved ``gflops`` and
   ``conv_peak_gflops`` (the machine's rate on the net's largest convolution, measured here).
+* ``conv_floor_it_per_s``: 1 / the summed time of the step's convolutions run alone (forward +
+  backward, each in its faster layout) and ``max_speedup_vs_eager`` = that / the eager baseline:
+  the ceiling for any step that uses the same conv kernels. With ``--pack K`` also
+  ``pack_conv_floor_speedup``: K single nets' conv floor / the grouped net's (packing's ceiling).
 * ``peak_mem_mb``: on CPU the process's peak RSS (``ru_maxrss``) through the first Lightning fit,
   interpreter and libraries included; on CUDA ``torch.cuda.max_memory_allocated`` of the fits.
 
@@ -74,7 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (config compile=true)")
-    p.add_argument("--channels-last", action="store_true", help="memory_format=channels_last")
+    p.add_argument("--memory-format", choices=("channels_last", "contiguous"), default=None,
+                   help="the run's memory_format (default: the config's, channels_last)")
+    p.add_argument("--channels-last", action="store_const", const="channels_last", dest="memory_format",
+                   help="short for --memory-format channels_last")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--quick", action="store_true",
                    help="tiny image and net, 2 steps, 1 repeat: all the fields in seconds")
@@ -104,13 +111,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool = False) -> list[str]:
     """The real config's overrides for this benchmark; ``eager``: the baseline's (no compile, NCHW, fp32)."""
-    compiled, channels_last = (False, False) if eager else (args.compile, args.channels_last)
+    compiled = False if eager else args.compile
+    fmt = "contiguous" if eager else args.memory_format  # None: the config's default
     ov = [f"task={args.task}", f"net={args.net}", f"image={args.image}", f"resize={args.size}",
           f"seed={args.seed}", f"iters={args.warmup + args.steps}", f"warmup_steps={args.warmup}",
           "trainer._target_=dip_lightning.bench.make_trainer",
           f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.devices=1",
           f"trainer.precision={'32-true' if eager else args.precision}",
-          f"memory_format={'channels_last' if channels_last else 'contiguous'}",
+          *([f"memory_format={fmt}"] if fmt else []),
           f"compile={'true' if compiled else 'false'}", *QUIET]
     if args.threads is not None:
         ov.append(f"threads={args.threads}")
@@ -404,6 +412,86 @@ def conv_peak(net, z, device: str, precision: str, repeats: int) -> dict:
                                f"stride {c.stride[0]} on {shape[-2]}x{shape[-1]}"}
 
 
+def _convs_of(net, z) -> list[tuple[Any, tuple, bool]]:
+    """(conv, input shape, needs input grad) of every Conv2d call of one forward of ``net`` on ``z``."""
+    import torch.nn as nn
+
+    seen: list[tuple[Any, tuple, bool]] = []
+
+    def hook(mod, inputs, output):
+        seen.append((mod, tuple(inputs[0].shape), bool(inputs[0].requires_grad)))
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        net(z)  # with autograd on: which inputs need a gradient is part of the cost
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def conv_floor(net, z, device: str, precision: str, repeats: int) -> dict:
+    """The time of the net's convolutions alone: every Conv2d call of one step (its own padding
+    mode, groups, stride; input gradient where the net needs it), forward + backward in isolation,
+    each in its faster layout (NCHW or channels_last), best of ``repeats``, summed.
+
+    No implementation that calls these convolution kernels can step faster than
+    ``conv_floor_it_per_s``: it is the ceiling that the BatchNorm / activation / padding /
+    upsampling / optimiser work is measured against."""
+    import copy
+
+    import torch
+
+    dev_type = torch.device(device).type
+    total = {"nchw": 0.0, "channels_last": 0.0, "best": 0.0}
+    for ref, shape, needs_grad in _convs_of(net, z):
+        times = {}
+        for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            conv = copy.deepcopy(ref).to(device).to(memory_format=fmt)
+            x = torch.randn(shape, device=device).contiguous(memory_format=fmt).requires_grad_(needs_grad)
+            with _autocast(dev_type, precision):
+                grad = torch.randn_like(conv(x))
+
+            def once() -> None:
+                x.grad = None
+                conv.zero_grad(set_to_none=True)
+                with _autocast(dev_type, precision):
+                    out = conv(x)
+                out.backward(grad)
+
+            once()
+            best = math.inf
+            for _ in range(max(2, repeats)):
+                _sync(device)
+                t0 = time.perf_counter()
+                once()
+                _sync(device)
+                best = min(best, time.perf_counter() - t0)
+            times[layout] = best
+        total["nchw"] += times["nchw"]
+        total["channels_last"] += times["channels_last"]
+        total["best"] += min(times.values())
+    return total
+
+
+def floor_fields(net, z, device: str, precision: str, repeats: int, pack: int | None) -> dict:
+    """``conv_floor_*`` of the net, and with ``pack``: the same for the K-packed (grouped) net, so
+    ``pack_conv_floor_speedup`` bounds what packing can gain on this machine's conv kernels."""
+    import torch
+
+    from dip_lightning.packing import pack_nets
+
+    floor = conv_floor(net, z, device, precision, repeats)
+    out = {"conv_floor_ms": 1e3 * floor["best"], "conv_floor_it_per_s": 1.0 / floor["best"],
+           "conv_floor_ms_by_layout": {k: 1e3 * v for k, v in floor.items() if k != "best"}}
+    if pack:
+        packed = pack_nets([net] * pack).to(device)
+        pfloor = conv_floor(packed, torch.cat([z] * pack, 1), device, precision, repeats)
+        out.update(pack_conv_floor_ms=1e3 * pfloor["best"],
+                   pack_conv_floor_speedup=pack * floor["best"] / pfloor["best"])
+    return out
+
+
 # ------------------------------------------------------------------------------------- driver
 def benchmark(args: argparse.Namespace) -> dict:
     import pytorch_lightning as pl
@@ -431,6 +519,7 @@ def benchmark(args: argparse.Namespace) -> dict:
             elif device == "cuda":
                 peak_mem = max(peak_mem, _SESSION["peak_mem_mb"])
             canvas = list(module.z.shape[-2:])
+            memory_format = "channels_last" if module.channels_last else "contiguous"
             params = count_parameters(module.net)
             del module
             _SESSION.update(trainer=None, module=None)
@@ -463,6 +552,7 @@ def benchmark(args: argparse.Namespace) -> dict:
 
         flops = step_flops(net, z, task, y)
         peak = conv_peak(net, z, device, args.precision, max(3, args.repeats))
+        peak.update(floor_fields(net, z, device, args.precision, max(3, args.repeats), args.pack))
         threads = torch.get_num_threads()
         del net, task, z, y
         _SESSION.update(trainer=None, module=None)
@@ -472,7 +562,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     gflop = flops / 1e9
     res = {
         "task": args.task, "net": args.net, "size": args.size, "canvas": canvas, "device": device,
-        "precision": args.precision, "compile": bool(args.compile), "channels_last": bool(args.channels_last),
+        "precision": args.precision, "compile": bool(args.compile), "memory_format": memory_format,
+        "channels_last": memory_format == "channels_last",
         "threads": threads, "quick": bool(args.quick),
         "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "params": int(params),
         "it_per_s": med["it_per_s"],
@@ -507,6 +598,8 @@ def benchmark(args: argparse.Namespace) -> dict:
                    pack_speedup_best=best["pack_it_per_s"] / best["it_per_s"])
     if res["conv_peak_gflops"]:
         res["fraction_of_conv_peak"] = res["gflops"] / res["conv_peak_gflops"]
+    # the most any step built on these conv kernels could gain over the eager baseline
+    res["max_speedup_vs_eager"] = res["conv_floor_it_per_s"] / res["eager_baseline_it_per_s"]
     return res
 
 
@@ -549,15 +642,20 @@ def format_table(res: dict) -> str:
         ("achieved GFLOP/s", f(res["gflops"], 1), ""),
         ("conv peak GFLOP/s", f(res["conv_peak_gflops"], 1),
          f"{res['conv_peak_shape']}, best {res['conv_peak_layout']}" if res["conv_peak_shape"] else ""),
+        ("conv floor (it/s)", f(res["conv_floor_it_per_s"]),
+         f"convs alone, best layout each: {f(res['conv_floor_ms'], 1)} ms/step"),
+        ("max speedup vs eager", f(res["max_speedup_vs_eager"]), "conv floor / eager: the ceiling"),
         ("peak memory (MB)", f(res["peak_mem_mb"], 1), "CUDA allocated" if res["device"] == "cuda" else "peak RSS"),
         ("parameters", f"{res['params']:,}", ""),
     ]
     if res.get("pack"):
         rows += [(f"pack={res['pack']} (fits x it/s)", f(res["pack_it_per_s"]), " ".join(f(v) for v in runs["pack_it_per_s"])),
                  ("sequential fits (fits x it/s)", f(res["sequential_it_per_s"]), "= one fit's it/s"),
-                 ("pack speed-up", f(res["pack_speedup"]), f"best-of runs: {f(res['pack_speedup_best'])}")]
+                 ("pack speed-up", f(res["pack_speedup"]), f"best-of runs: {f(res['pack_speedup_best'])}"),
+                 ("pack conv-floor speed-up", f(res["pack_conv_floor_speedup"]),
+                  f"{res['pack']} x single / grouped convs alone: the ceiling")]
     head = (f"{res['task']} · {res['net']} · {res['size']}x{res['size']} (canvas {res['canvas'][0]}x{res['canvas'][1]})"
-            f" · {res['device']} · {res['precision']} · compile={res['compile']} · channels_last={res['channels_last']}"
+            f" · {res['device']} · {res['precision']} · compile={res['compile']} · {res['memory_format']}"
             f" · threads {res['threads']} · torch {res['torch_version']}\n"
             f"{res['steps']} timed steps after {res['warmup']} warm-up, {res['repeats']} repeat(s), median"
             f" (then each run) · load average {res['loadavg_before']} -> {res['loadavg_after']}")

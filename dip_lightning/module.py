@@ -14,8 +14,9 @@ tensors hold the fits' channels side by side, [fit 0 | fit 1 | …], and every p
 
 Everything per step stays on the device: PSNR/SSIM are computed every ``eval_every`` steps from
 the step's own x̂ and written into a preallocated ``history`` tensor; the best iterate and the
-backtracking decision use ``torch.where``, so the step never waits for the host. Callbacks
-move ``history`` to the host in chunks.
+backtracking decision use ``torch.where``, so on a GPU the step never waits for the host (on the
+CPU, where reading a value costs nothing, backtracking reads ``good`` and, in the usual all-good
+case, snapshots the state with one fused copy). Callbacks move ``history`` to the host in chunks.
 """
 from __future__ import annotations
 
@@ -139,7 +140,14 @@ class DIPModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self):
-        return self.optimizer_factory(self.net.parameters())
+        opt = self.optimizer_factory(self.net.parameters())
+        if self.channels_last and isinstance(opt, torch.optim.LBFGS):
+            # LBFGS flattens parameters and gradients with .view(-1), which channels_last weights do
+            # not allow: this run stays NCHW (the parameters are converted in place, so ``opt`` keeps them)
+            self.net.to(memory_format=torch.contiguous_format)
+            self.z = self.z.contiguous()
+            self.channels_last = False
+        return opt
 
     def on_fit_start(self) -> None:
         if self._gens is None or self._gens[0].device != self.device:
@@ -258,6 +266,9 @@ class DIPModule(pl.LightningModule):
         tensors = self._state_tensors()
         if self._snapshot is None or len(self._snapshot) != len(tensors):
             self._snapshot = [t.detach().clone() for t in tensors]
+            return
+        if good.device.type == "cpu" and bool(good.all()):  # on the CPU reading ``good`` costs nothing:
+            torch._foreach_copy_(self._snapshot, tensors)   # the usual case is one fused copy
             return
         for t, s in zip(tensors, self._snapshot):
             t.copy_(torch.where(self._keep_mask(good, t), t, s))

@@ -18,7 +18,8 @@ SCRIPT = ROOT / "scripts" / "benchmark.py"
 
 RATES = ["it_per_s", "bare_it_per_s", "lightning_overhead", "eager_baseline_it_per_s", "speedup_vs_eager",
          "gflop_per_iter", "gflops", "conv_peak_gflops", "peak_mem_mb", "it_per_s_best", "bare_it_per_s_best",
-         "eager_baseline_it_per_s_best", "speedup_vs_eager_best"]
+         "eager_baseline_it_per_s_best", "speedup_vs_eager_best", "conv_floor_it_per_s", "conv_floor_ms",
+         "max_speedup_vs_eager"]
 FIELDS = RATES + ["params", "size", "device", "precision", "compile", "threads", "torch_version", "steps",
                   "repeats"]
 
@@ -52,6 +53,11 @@ def check(res: dict, device: str = "cpu", precision: str = "32-true", repeats: i
     assert res["conv_peak_shape"].startswith("10->8 3x3 stride 1 on 32x32")
     assert res["conv_peak_layout"] in ("nchw", "channels_last")
     assert 3 * 2 * 10 * 8 * 9 * 32 * 32 < res["gflop_per_iter"] * 1e9 < 1e9
+    # the convs alone are part of the step, each in its faster layout
+    assert res["conv_floor_it_per_s"] == pytest.approx(1e3 / res["conv_floor_ms"])
+    assert res["conv_floor_ms"] <= min(res["conv_floor_ms_by_layout"].values()) + 1e-9
+    assert res["max_speedup_vs_eager"] == pytest.approx(res["conv_floor_it_per_s"] / res["eager_baseline_it_per_s"])
+    assert res["memory_format"] in ("channels_last", "contiguous")
 
 
 def test_script_quick_writes_every_field(tmp_path):
@@ -78,7 +84,8 @@ def test_pack_fields(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
-    for key in ("pack_it_per_s", "sequential_it_per_s", "pack_speedup"):
+    for key in ("pack_it_per_s", "sequential_it_per_s", "pack_speedup", "pack_conv_floor_ms",
+                "pack_conv_floor_speedup"):
         assert res[key] > 0 and math.isfinite(res[key]), key
     assert res["pack_speedup"] == pytest.approx(res["pack_it_per_s"] / res["sequential_it_per_s"])
     assert "pack speed-up" in proc.stdout
