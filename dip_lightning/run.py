@@ -188,7 +188,8 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
 
 
 def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input) -> list[Fit]:
-    """K = ``pack`` fits: seeds seed, seed+1, …; images ``pack_images`` (one per fit) or ``image``."""
+    """K = ``pack`` fits: ``pack_images`` (one image per fit), each fitted with ``seed`` exactly as its
+    lone run would be; or ``image`` K times with seeds seed, seed+1, …"""
     k = int(cfg.get("pack") or 1)
     images = list(cfg.get("pack_images") or [])
     if k < 1:
@@ -196,7 +197,8 @@ def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input) -> list[
     if images and len(images) != k:
         raise ValueError(f"pack_images has {len(images)} images but pack={k}; give one image per fit")
     seed = int(cfg.seed)
-    fits = [build_fit(cfg, seed + i, images[i] if images else cfg.image, image, make_input) for i in range(k)]
+    fits = [build_fit(cfg, seed if images else seed + i, images[i] if images else cfg.image, image, make_input)
+            for i in range(k)]
     first = fits[0].prob
     for f in fits[1:]:
         if (f.prob.canvas, f.prob.box) != (first.canvas, first.box) or f.prob.y.shape != first.y.shape:

@@ -32,7 +32,8 @@ def natural_key(path: Path) -> list:
 
 
 def job_dirs(sweep: Path) -> list[Path]:
-    """Folders under ``sweep`` with a metrics.json or a .hydra/overrides.yaml, outside hidden and wandb folders."""
+    """Folders under ``sweep`` with a metrics.json or a .hydra/overrides.yaml, outside hidden and wandb
+    folders, less the ``fit<k>/`` folders of packed jobs."""
     found = set()
     for path in sweep.rglob("*"):
         if path.name == "metrics.json":
@@ -44,6 +45,8 @@ def job_dirs(sweep: Path) -> list[Path]:
         parts = job.relative_to(sweep).parts
         if not any(p.startswith(".") or p == "wandb" for p in parts):
             found.add(job)
+    # a packed job (pack=K) is one row, its metrics.json the means; its fit<k>/ folders are not jobs
+    found = {j for j in found if not (re.fullmatch(r"fit\d+", j.name) and j.parent in found)}
     return sorted(found, key=lambda d: natural_key(d.relative_to(sweep)))
 
 

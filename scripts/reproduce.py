@@ -2,10 +2,12 @@
 """Reproduce a table of the paper: run every image of a suite through `run()` with the paper's
 recipe and evaluation protocol, and write a markdown table (ours vs the paper).
 
-    python scripts/reproduce.py --suite sr-set5-x4 --data DIR [--quick] [--out FILE] [--work DIR]
+    python scripts/reproduce.py --suite sr-set5-x4 --data DIR [--quick] [--pack K] [--out FILE] [--work DIR]
 
 DIR holds set5/, set14/, inpainting11/, kodak24/ (the layout of the project's shared data folder).
 Runs are resumable: an image whose result (eval.json) is already in the work folder is skipped.
+``--pack K`` fits up to K images of one size at once in one packed net (``pack_images``); each
+image is fitted with the same seed as alone, images of a size of their own run alone.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from dip_lightning import paper
 from dip_lightning.api import compose_config
 from dip_lightning.evaluate import psnr_full, psnr_y_shaved
+from dip_lightning.io import load_image
 from dip_lightning.run import run
 
 IMAGE_EXT = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -55,19 +58,47 @@ def evaluate(result: dict, metric: str) -> float:
     return psnr_y_shaved(restored, truth) if metric == "y_shaved" else psnr_full(restored, truth)
 
 
-def run_image(path: Path, suite: Suite, work: Path, extra: list[str]) -> dict:
-    """Restore one image (or reuse its saved result) and return its row."""
-    out = work / path.stem
-    done = out / "eval.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+def _quote(path: Path) -> str:
+    """A path as a quoted Hydra string (any characters but the quote itself)."""
+    if "'" in str(path):
+        raise ValueError(f"cannot pack {path}: its name contains a quote; rename it or run without --pack")
+    return f"'{path}'"
+
+
+def run_group(paths: list[Path], suite: Suite, work: Path, extra: list[str]) -> list[dict]:
+    """Restore one image, or several of one size packed into one run; save and return their rows."""
     t0 = time.perf_counter()
-    cfg = compose_config(suite.overrides + [f"image={path}"] + extra + [f"paths.output_dir={out}"])
-    result = run(cfg)
-    row = {"image": path.stem, "psnr": round(evaluate(result, suite.metric), 2),
-           "iters": result["metrics"]["iters_done"], "wall_s": round(time.perf_counter() - t0, 1)}
-    done.write_text(json.dumps(row) + "\n")
-    return row
+    if len(paths) == 1:
+        out = work / paths[0].stem
+        cfg = compose_config(suite.overrides + [f"image={_quote(paths[0])}"] + extra + [f"paths.output_dir={out}"])
+        results = [run(cfg)]
+    else:
+        out = work / ("pack-" + "-".join(p.stem for p in paths))
+        listed = ",".join(_quote(p) for p in paths)
+        cfg = compose_config(suite.overrides + [f"image={_quote(paths[0])}", f"pack={len(paths)}",
+                                                f"pack_images=[{listed}]"] + extra + [f"paths.output_dir={out}"])
+        results = run(cfg)["fits"]
+    wall = (time.perf_counter() - t0) / len(paths)  # a packed run's time, shared equally
+    rows = []
+    for path, result in zip(paths, results):
+        row = {"image": path.stem, "psnr": round(evaluate(result, suite.metric), 2),
+               "iters": result["metrics"]["iters_done"], "wall_s": round(wall, 1), "packed": len(paths)}
+        done = work / path.stem / "eval.json"
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(row) + "\n")
+        rows.append(row)
+    return rows
+
+
+def groups_of(paths: list[Path], pack: int, shape_of) -> list[list[Path]]:
+    """Consecutive groups of at most ``pack`` images that share a shape (C, H, W), in file order."""
+    by_shape: dict[tuple, list[Path]] = {}
+    for p in paths:
+        by_shape.setdefault(tuple(shape_of(p)), []).append(p)
+    out = []
+    for same in by_shape.values():
+        out += [same[i:i + pack] for i in range(0, len(same), pack)]
+    return sorted(out, key=lambda g: paths.index(g[0]))
 
 
 def table(rows: list[dict], suite: Suite, name: str, quick: bool) -> str:
@@ -77,6 +108,8 @@ def table(rows: list[dict], suite: Suite, name: str, quick: bool) -> str:
     lines = []
     if quick:
         lines.append(f"**{name}, --quick: shrunk images and iterations — NOT comparable to the paper.**\n")
+    if any(r.get("packed", 1) > 1 for r in rows):
+        lines.append("Images of one size were fitted packed (--pack); a packed image's wall time is its pack's / K.\n")
     lines += ["| image | ours (dB) | paper (dB) | Δ (dB) | iters | wall (s) |", "|---|---|---|---|---|---|"]
     for r in rows:
         p = suite.paper_per_image.get(r["image"])
@@ -98,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="markdown table (default: <work>/table.md)")
     ap.add_argument("--work", type=Path, help="per-image results (default: outputs/reproduce/<suite>[-quick])")
     ap.add_argument("--limit", type=int, help="only the first N images")
+    ap.add_argument("--pack", type=int, default=1, metavar="K",
+                    help="fit up to K images of one size at once in one packed net (default 1: one by one)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every image, e.g. iters=500")
     args = ap.parse_args(argv)
 
@@ -110,15 +145,26 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print(f"error: no images in {folder}", file=sys.stderr)
         return 2
+    if args.pack < 1:
+        print(f"error: --pack {args.pack}: give the number of images fitted at once, at least 1", file=sys.stderr)
+        return 2
     work = args.work or Path("outputs/reproduce") / (args.suite + ("-quick" if args.quick else ""))
     work.mkdir(parents=True, exist_ok=True)
     extra = QUIET + (QUICK if args.quick else []) + list(args.overrides)
-    rows = []
-    for i, path in enumerate(images, 1):
-        row = run_image(path, suite, work, extra)
-        print(f"[{i}/{len(images)}] {row['image']}: {row['psnr']:.2f} dB ({row['iters']} steps, {row['wall_s']:.0f} s)",
-              flush=True)
-        rows.append(row)
+    todo = [p for p in images if not (work / p.stem / "eval.json").is_file()]
+    if args.pack > 1 and todo:
+        resize = compose_config(suite.overrides + extra + [f"image={_quote(todo[0])}"]).get("resize")
+        groups = groups_of(todo, args.pack, lambda p: load_image(p, resize).shape)
+    else:
+        groups = [[p] for p in todo]
+    done = len(images) - len(todo)
+    for group in groups:
+        for row in run_group(group, suite, work, extra):
+            done += 1
+            packed = f", packed {row['packed']}" if row["packed"] > 1 else ""
+            print(f"[{done}/{len(images)}] {row['image']}: {row['psnr']:.2f} dB ({row['iters']} steps, "
+                  f"{row['wall_s']:.0f} s{packed})", flush=True)
+    rows = [json.loads((work / p.stem / "eval.json").read_text()) for p in images]
     text = table(rows, suite, args.suite, args.quick)
     out = args.out or work / "table.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -147,6 +147,23 @@ def test_basic_multirun_gives_each_job_its_folder_wandb_run_and_row(wandb_offlin
     assert {(float(r["optim.lr"]), int(r["seed"])) for r in rows} == {(1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)}
 
 
+def test_packed_sweep_jobs_fit_k_seeds_each(tmp_path, image_file):
+    """The README's packed sweep: 2 jobs (2 learning rates), each fitting pack=4 seeds in one net; the
+    job's metrics are the means of its fits', and collect.py gives one row per job."""
+    sweep = tmp_path / "sweep"
+    multirun(shrink(readme_sweep("pack="), image_file(16, 16, 3), jobs=2), sweep)
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 2
+    for job in jobs:
+        m = metrics(job)
+        assert m["status"] == "completed" and m["fits"] == 4 and len(m["fit_metrics"]) == 4
+        assert [f["seed"] for f in m["fit_metrics"]] == [0, 1, 2, 3]
+        assert m["psnr_best"] == pytest.approx(sum(f["psnr_best"] for f in m["fit_metrics"]) / 4, abs=1e-3)
+        assert all((job / f"fit{k}" / "restored.png").is_file() for k in range(4))
+    rows = summary_rows(sweep)
+    assert len(rows) == 2 and {float(r["optim.lr"]) for r in rows} == {1e-3, 1e-2}
+
+
 def test_joblib_launcher_two_workers(wandb_offline, image_file):
     """The plugin's own joblib launcher with 2 workers: 4 jobs, 4 W&B runs, 4 metrics.json, 4 rows."""
     sweep = wandb_offline / "sweep"
