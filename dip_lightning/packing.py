@@ -34,7 +34,7 @@ def _packed_conv(m: nn.Module, peers: list[nn.Module], k: int) -> nn.Module:
         new = nn.ConvTranspose2d(m.in_channels * k, m.out_channels * k, m.kernel_size,
                                  output_padding=m.output_padding, **kwargs)
     else:
-        new = nn.Conv2d(m.in_channels * k, m.out_channels * k, m.kernel_size, **kwargs)
+        new = type(m)(m.in_channels * k, m.out_channels * k, m.kernel_size, **kwargs)  # nn.Conv2d or a subclass
     with torch.no_grad():
         new.weight.copy_(_cat([p.weight for p in peers]))  # dim 0: out (conv) / in (transposed) channels
         if new.bias is not None:

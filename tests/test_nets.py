@@ -51,3 +51,27 @@ def test_bad_knob_names_the_choices():
         SkipNet(4, 3, [4], [4], [0], upsample_mode="bicubicx")
     with pytest.raises(ValueError, match="levels"):
         SkipNet(4, 3, [4, 4], [4, 4], [0, 0], filter_size_down=[3, 3, 3])
+
+
+@pytest.mark.parametrize("pad", [(1, 1, 1, 1), (2, 1, 0, 3), (0, 2, 2, 0)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_reflect_pad_matches_f_pad_values_and_gradients(pad, channels_last):
+    """blocks.reflect_pad (the convs' reflection padding, with its own backward) equals F.pad(reflect)
+    in value and gradient, odd sizes, both memory formats; its gradient keeps the input's format."""
+    import torch.nn.functional as F
+
+    from dip_lightning.nets.blocks import reflect_pad
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = reflect_pad(a, pad), F.pad(b, pad, mode="reflect")
+    assert torch.equal(ya, yb)
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+    assert a.grad.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert torch.autograd.gradcheck(lambda t: reflect_pad(t, pad), (x.clone().requires_grad_(),))

@@ -62,6 +62,57 @@ class LanczosDownsample(nn.Module):
         return F.conv2d(x, self.weight.to(x.dtype), stride=self.factor, groups=self.channels)
 
 
+class _ReflectPad(torch.autograd.Function):
+    """``F.pad(x, pad, mode='reflect')`` with a backward that folds the border gradient back with a
+    few row/column adds onto one copy of the interior, in ``x``'s memory format. (aten's backward
+    round-trips channels_last gradients through NCHW: measured ~4 full-size copies per call.)"""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+        ctx.pad = pad
+        ctx.fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        return F.pad(x, pad, mode="reflect")
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        left, right, top, bottom = ctx.pad
+        h, w = g.shape[-2] - top - bottom, g.shape[-1] - left - right
+
+        def fold_cols(strip: torch.Tensor, fmt=torch.preserve_format) -> torch.Tensor:
+            """(…, W + left + right) -> (…, W): reflected columns added to their sources."""
+            core = strip[..., left:left + w].clone(memory_format=fmt)
+            for j in range(1, left + 1):
+                core[..., j] += strip[..., left - j]
+            for i in range(right):
+                core[..., w - 2 - i] += strip[..., left + w + i]
+            return core
+
+        out = fold_cols(g[..., top:top + h, :], ctx.fmt)
+        for i in range(1, top + 1):  # padded row top - i reflects input row i
+            out[..., i, :] += fold_cols(g[..., top - i, :])
+        for i in range(bottom):  # padded row top + h + i reflects input row h - 2 - i
+            out[..., h - 2 - i, :] += fold_cols(g[..., top + h + i, :])
+        return out, None
+
+
+def reflect_pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """Reflection padding (left, right, top, bottom) of the last two dims, as ``F.pad(mode='reflect')``."""
+    if not (x.requires_grad and torch.is_grad_enabled()) or x.dim() != 4:
+        return F.pad(x, pad, mode="reflect")
+    return _ReflectPad.apply(x, tuple(int(p) for p in pad))
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose ``padding_mode='reflect'`` pads with ``reflect_pad`` (same values,
+    cheaper backward in channels_last). Same parameters and state dict as ``nn.Conv2d``."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode == "reflect":
+            return F.conv2d(reflect_pad(input, self._reversed_padding_repeated_twice), weight, bias, self.stride,
+                            0, self.dilation, self.groups)
+        return super()._conv_forward(input, weight, bias)
+
+
 def conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = True,
          pad: str = "reflection", downsample_mode: str = "stride") -> nn.Module:
     """k×k convolution with 'same' padding; stride 2 downsamples by the chosen mode.
@@ -76,7 +127,7 @@ def conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool 
         raise ValueError(f"unknown downsample_mode {downsample_mode!r}; choose stride, avg, max or lanczos2")
     conv_stride = stride if downsample_mode == "stride" else 1
     p = (kernel_size - 1) // 2
-    layer = nn.Conv2d(in_ch, out_ch, kernel_size, stride=conv_stride, padding=p, bias=bias,
+    layer = Conv2d(in_ch, out_ch, kernel_size, stride=conv_stride, padding=p, bias=bias,
                       padding_mode="reflect" if (pad == "reflection" and p > 0) else "zeros")
     if stride == 1 or downsample_mode == "stride":
         return layer
