@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from dip_lightning.flatstate import FlatState
 from dip_lightning.io import crop
 
 #: columns of ``DIPModule.history`` (one row per evaluated step; NaN where not applicable)
@@ -88,6 +89,9 @@ class DIPModule(pl.LightningModule):
         fits: K, the number of packed fits.
     """
 
+    #: backtracking without reading ``good`` on the host: None = on any device but the CPU
+    sync_free_backtrack: bool | None = None
+
     def __init__(self, net: nn.Module, task: nn.Module, optimizer: Callable, z: torch.Tensor,
                  y: torch.Tensor, x_true: torch.Tensor | None, box: Sequence[int], iters: int,
                  reg_noise_std: float = 0.0, exp_weight: float | None = None,
@@ -135,6 +139,8 @@ class DIPModule(pl.LightningModule):
         self._row_of = {s_: r for r, s_ in enumerate(self.eval_steps)}
         self.register_buffer("history", torch.full((len(self.eval_steps), len(FIELDS), k), math.nan))
         self._snapshot: list[torch.Tensor] | None = None
+        self._snap_flat: torch.Tensor | None = None
+        self._flat_states: dict = {}
         self._gens: list[torch.Generator] | None = None
         self._resume_extra: dict | None = None
 
@@ -158,6 +164,7 @@ class DIPModule(pl.LightningModule):
                 g.set_state(state)
             snap = pending["snapshot"]
             self._snapshot = None if snap is None else [t.to(self.device) for t in snap]
+            self._snap_flat = None
             self._resume_extra = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -262,13 +269,24 @@ class DIPModule(pl.LightningModule):
         """Per fit, where ``good`` is False restore θ and Adam-style moments from the last good step;
         then take the (possibly restored) state as the new snapshot. Gradients of a bad step are
         zeroed so the coming optimiser step starts from the restored state. Every packed tensor
-        holds the fits' blocks along dim 0."""
+        holds the fits' blocks along dim 0.
+
+        CPU: reading ``good`` is free, so the usual all-good case is one fused copy. Elsewhere
+        (``sync_free_backtrack``): no host sync and a handful of kernels for all the tensors
+        (``dip_lightning.flatstate``), not a few per tensor."""
         tensors = self._state_tensors()
         if self._snapshot is None or len(self._snapshot) != len(tensors):
             self._snapshot = [t.detach().clone() for t in tensors]
+            self._snap_flat = None
             return
-        if good.device.type == "cpu" and bool(good.all()):  # on the CPU reading ``good`` costs nothing:
-            torch._foreach_copy_(self._snapshot, tensors)   # the usual case is one fused copy
+        sync_free = self.sync_free_backtrack
+        if sync_free is None:
+            sync_free = good.device.type != "cpu"
+        if not sync_free:
+            if bool(good.all()):
+                torch._foreach_copy_(self._snapshot, tensors)
+                return
+        elif self._backtrack_flat(good, tensors):
             return
         for t, s in zip(tensors, self._snapshot):
             t.copy_(torch.where(self._keep_mask(good, t), t, s))
@@ -276,6 +294,25 @@ class DIPModule(pl.LightningModule):
         for p in self.net.parameters():
             if p.grad is not None:
                 p.grad.copy_(torch.where(self._keep_mask(good, p.grad), p.grad, torch.zeros_like(p.grad)))
+
+    def _backtrack_flat(self, good: torch.Tensor, tensors: list[torch.Tensor]) -> bool:
+        """The sync-free restore on flat copies of all tensors at once; False where a tensor is not
+        dense (the caller then goes tensor by tensor)."""
+        grads = [p.grad for p in self.net.parameters()]
+        state = FlatState.cached(self._flat_states, tensors, self.fits)
+        grad_state = FlatState.cached(self._flat_states, grads, self.fits) if all(g is not None for g in grads) else None
+        if state is None or (grads and grad_state is None):
+            return False
+        snap = self._snap_flat
+        if snap is None or not state.holds(self._snapshot, snap):  # first time, or a resumed snapshot
+            snap = state.gather(self._snapshot)
+        new = state.select(good, state.gather(tensors), snap)
+        state.scatter(new, tensors)
+        self._snap_flat, self._snapshot = new, state.views(new, tensors)
+        if grad_state is not None:
+            flat = grad_state.gather(grads)
+            grad_state.scatter(grad_state.select(good, flat, torch.zeros_like(flat[:1])), grads)
+        return True
 
     def _keep_mask(self, good: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``good`` (K,) broadcast over a packed tensor whose dim 0 holds the K fits' blocks
