@@ -129,3 +129,13 @@ def test_cuda_bf16_quick(tmp_path):
     res = json.loads(out.read_text())
     check(res, device="cuda", precision="bf16-mixed")
     assert res["gpu"]
+
+
+def test_gpu_check_script_parses_and_names_real_files():
+    """scripts/gpu_check.sh (the prepared device run) is valid bash and runs files that exist.
+    (Dry-run on a CPU: DIP_CHECK_DEVICE=cpu DIP_CHECK_QUICK=1 bash scripts/gpu_check.sh, ~1.5 min.)"""
+    script = ROOT / "scripts" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    for path in ("scripts/benchmark.py", "tests/test_benchmark.py", "tests/test_precision_compile.py"):
+        assert path in text and (ROOT / path).is_file(), path
