@@ -17,13 +17,17 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dip_lightning import gpu_slots
 from dip_lightning.outputs import write_json
 from dip_lightning.run import run
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+# ``${dip_not:${deterministic}}``: e.g. cuDNN autotuning (trainer.benchmark) unless the run must be deterministic
+OmegaConf.register_new_resolver("dip_not", lambda value: not bool(value), replace=True)
+
 GPU_LAUNCHER = "gpus"  # hydra/launcher=gpus: each worker claims one GPU slot
 
 log = logging.getLogger(__name__)

@@ -52,3 +52,9 @@ def test_paper_recipes_are_the_papers(compose_cfg):
     assert (s.iters, s.task.factor, s.reg_noise_std, s.exp_weight, s.backtrack_db) == (2000, 4, 0.03, None, None)
     i = compose_cfg("experiment=paper_inpaint", "image=x.png")
     assert (i.iters, i.reg_noise_std, i.net.upsample_mode, list(i.net.channels_skip)) == (6001, 0.03, "nearest", [128] * 5)
+
+
+def test_cudnn_autotuning_follows_deterministic(compose_cfg):
+    """trainer.benchmark (cuDNN autotuning for DIP's one fixed input size) is on, unless deterministic=true."""
+    assert compose_cfg().trainer.benchmark is True
+    assert compose_cfg("deterministic=true").trainer.benchmark is False
