@@ -93,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra Hydra override of the real config (repeatable), e.g. optim.lr=0.02")
     p.add_argument("--pack", type=int, default=None, metavar="K",
                    help="also time K fits packed in one grouped net (pack=K) against K sequential fits")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N steps of the bare loop: the top operators by self time, per step")
     p.add_argument("--json", dest="json_path", default=None, metavar="OUT", help="write the results here")
     args = p.parse_args(argv)
     if args.pack is not None and args.pack < 2:
@@ -278,11 +280,9 @@ def lightning_fit(cfg):
     return module, float(thr.it_per_s)
 
 
-def bare_fit(cfg, device: str, precision: str):
-    """The same module and loss without Lightning: ``run()``'s module, its own ``on_fit_start`` and
-    ``training_step``, given the three things the step asks of a Trainer (the optimiser,
-    ``manual_backward`` = ``loss.backward()``, the step count), inside the autocast Lightning's
-    precision puts around the step. Returns (module, it/s)."""
+def _bare_stepper(cfg, device: str, precision: str):
+    """``run()``'s module ready for a plain loop, and ``step(i)`` (i = 1, 2, ...) running its
+    ``training_step`` as Lightning would (see ``bare_fit``)."""
     import torch
 
     module = capture_module(cfg).to(device)
@@ -302,10 +302,44 @@ def bare_fit(cfg, device: str, precision: str):
         with _autocast(dev_type, precision):
             module.training_step(i - 1, i - 1)
 
+    return module, step, count
+
+
+def bare_fit(cfg, device: str, precision: str):
+    """The same module and loss without Lightning: ``run()``'s module, its own ``on_fit_start`` and
+    ``training_step``, given the three things the step asks of a Trainer (the optimiser,
+    ``manual_backward`` = ``loss.backward()``, the step count), inside the autocast Lightning's
+    precision puts around the step. Returns (module, it/s)."""
+    module, step, count = _bare_stepper(cfg, device, precision)
     steps = int(cfg.iters) - int(cfg.warmup_steps)
     rate = timed_loop(step, int(cfg.warmup_steps), steps, device)
     count["global_step"] = int(cfg.iters)
     return module, rate
+
+
+def profile_step(cfg, device: str, precision: str, steps: int, top: int = 15) -> list[dict]:
+    """Where a step's time goes: ``torch.profiler`` over ``steps`` steps of the bare loop (after the
+    warm-up), the ``top`` operators by self time (device time on CUDA, else CPU), per step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    _, step, _ = _bare_stepper(cfg, device, precision)
+    warm = int(cfg.warmup_steps)
+    for i in range(1, warm + 1):
+        step(i)
+    _sync(device)
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for i in range(warm + 1, warm + steps + 1):
+            step(i)
+        _sync(device)
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, key, 0) > 0]
+    events.sort(key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in events)
+    return [{"op": e.key, "ms_per_step": getattr(e, key) / 1e3 / steps, "share": getattr(e, key) / total,
+             "calls_per_step": e.count / steps} for e in events[:top]]
 
 
 def eager_parts(cfg, device: str):
@@ -552,6 +586,8 @@ def benchmark(args: argparse.Namespace) -> dict:
                 del module
                 _SESSION.update(trainer=None, module=None)
                 gc.collect()
+        breakdown = profile_step(cfg, device, args.precision, args.profile) if args.profile else None
+        _SESSION.update(trainer=None, module=None)
         net, task, z, y = eager_parts(cfg_eager, device)
         from dip_lightning.flops import step_flops
 
@@ -601,6 +637,8 @@ def benchmark(args: argparse.Namespace) -> dict:
         res.update(pack=args.pack, pack_it_per_s=med["pack_it_per_s"], sequential_it_per_s=med["it_per_s"],
                    pack_speedup=med["pack_it_per_s"] / med["it_per_s"], pack_it_per_s_best=best["pack_it_per_s"],
                    pack_speedup_best=best["pack_it_per_s"] / best["it_per_s"])
+    if breakdown is not None:
+        res["profile"] = breakdown
     if res["conv_peak_gflops"]:
         res["fraction_of_conv_peak"] = res["gflops"] / res["conv_peak_gflops"]
     # the most any step built on these conv kernels could gain over the eager baseline
@@ -666,6 +704,10 @@ def format_table(res: dict) -> str:
             f" (then each run) · load average {res['loadavg_before']} -> {res['loadavg_after']}")
     w = max(len(r[0]) for r in rows)
     lines = [head, "-" * 72] + [f"{a:<{w}}  {b:>12}  {c}".rstrip() for a, b, c in rows]
+    if res.get("profile"):
+        lines += ["", "where a step's time goes (bare loop, self time per step)",
+                  *(f"  {p['ms_per_step']:8.2f} ms  {100 * p['share']:5.1f}%  {p['calls_per_step']:6.1f} calls  {p['op']}"
+                    for p in res["profile"])]
     return "\n".join(lines)
 
 

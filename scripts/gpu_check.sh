@@ -27,8 +27,8 @@ B=(python3 scripts/benchmark.py --task denoise --net skip --device "$DEVICE" --s
 [ -n "${DIP_CHECK_QUICK:-}" ] && B+=(--quick --steps 2 --warmup 1 --repeats 1)
 status=0
 step() { echo "== $*"; "$@" || status=1; }
-step "${B[@]}" --size 256 --json "$OUT/${DEVICE}256_fp32.json"
-step "${B[@]}" --size 256 --precision bf16-mixed --json "$OUT/${DEVICE}256_bf16.json"
+step "${B[@]}" --size 256 --profile 20 --json "$OUT/${DEVICE}256_fp32.json"
+step "${B[@]}" --size 256 --precision bf16-mixed --profile 20 --json "$OUT/${DEVICE}256_bf16.json"
 step "${B[@]}" --size 256 --precision bf16-mixed --compile --json "$OUT/${DEVICE}256_bf16_compile.json"
 step "${B[@]}" --size 128 --pack 8 --json "$OUT/${DEVICE}128_pack8.json"
 step python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_benchmark.py tests/test_precision_compile.py

@@ -80,7 +80,7 @@ def test_in_process_with_repeats(tmp_path, capsys):
 
 def test_pack_fields(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--pack", "2", "--json", str(out)],
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--pack", "2", "--profile", "1", "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
@@ -89,6 +89,10 @@ def test_pack_fields(tmp_path):
         assert res[key] > 0 and math.isfinite(res[key]), key
     assert res["pack_speedup"] == pytest.approx(res["pack_it_per_s"] / res["sequential_it_per_s"])
     assert "pack speed-up" in proc.stdout
+    prof = res["profile"]  # --profile: the top operators of a step, largest first
+    assert 0 < len(prof) <= 15 and "where a step's time goes" in proc.stdout
+    assert all(p["ms_per_step"] > 0 and 0 < p["share"] <= 1 for p in prof)
+    assert [p["ms_per_step"] for p in prof] == sorted((p["ms_per_step"] for p in prof), reverse=True)
     bad = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--pack", "1"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "--pack 1" in bad.stderr

@@ -96,9 +96,10 @@ class _ReflectPad(torch.autograd.Function):
 
 
 def reflect_pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
-    """Reflection padding (left, right, top, bottom) of the last two dims, as ``F.pad(mode='reflect')``."""
-    if not (x.requires_grad and torch.is_grad_enabled()) or x.dim() != 4:
-        return F.pad(x, pad, mode="reflect")
+    """Reflection padding (left, right, top, bottom) of the last two dims, as ``F.pad(mode='reflect')``;
+    channels_last inputs that need a gradient get ``_ReflectPad``'s backward."""
+    if not (x.requires_grad and torch.is_grad_enabled()) or not is_channels_last(x):
+        return F.pad(x, pad, mode="reflect")  # aten's backward is fine in NCHW
     return _ReflectPad.apply(x, tuple(int(p) for p in pad))
 
 
