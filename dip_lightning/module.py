@@ -167,6 +167,25 @@ class DIPModule(pl.LightningModule):
             self._snap_flat = None
             self._resume_extra = None
 
+    def on_train_start(self) -> None:
+        """After Lightning restored a checkpoint's optimiser state: every Adam-style moment and the
+        backtracking snapshot in the layout of its parameter. A checkpoint from a run with the other
+        ``memory_format`` keeps its tensors' strides, and fused Adam and the flat backtracking
+        select walk memory linearly, so mismatched layouts would pair the wrong elements."""
+        opt = self.optimizers()
+        opt = getattr(opt, "optimizer", opt)
+        for p in self.net.parameters():
+            state = opt.state.get(p, {})
+            for key, v in list(state.items()):
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    state[key] = torch.empty_like(p).copy_(v)
+        if self._snapshot is not None:
+            tensors = self._state_tensors()
+            if len(tensors) == len(self._snapshot):
+                self._snapshot = [s if s.stride() == t.stride() else torch.empty_like(t).copy_(s)
+                                  for s, t in zip(self._snapshot, tensors)]
+                self._snap_flat = None
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Besides weights, buffers and optimiser: the input-jitter RNGs and the backtracking snapshot."""
         checkpoint["dip"] = {"gens": None if self._gens is None else [g.get_state() for g in self._gens],

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dip_lightning import paper
-from dip_lightning.api import compose_config
+from dip_lightning.api import compose_config, to_overrides
 from dip_lightning.evaluate import psnr_full, psnr_y_shaved
 from dip_lightning.io import load_image
 from dip_lightning.run import run
@@ -58,25 +58,19 @@ def evaluate(result: dict, metric: str) -> float:
     return psnr_y_shaved(restored, truth) if metric == "y_shaved" else psnr_full(restored, truth)
 
 
-def _quote(path: Path) -> str:
-    """A path as a quoted Hydra string (any characters but the quote itself)."""
-    if "'" in str(path):
-        raise ValueError(f"cannot pack {path}: its name contains a quote; rename it or run without --pack")
-    return f"'{path}'"
-
-
 def run_group(paths: list[Path], suite: Suite, work: Path, extra: list[str]) -> list[dict]:
     """Restore one image, or several of one size packed into one run; save and return their rows."""
     t0 = time.perf_counter()
     if len(paths) == 1:
         out = work / paths[0].stem
-        cfg = compose_config(suite.overrides + [f"image={_quote(paths[0])}"] + extra + [f"paths.output_dir={out}"])
+        cfg = compose_config(suite.overrides + to_overrides({"image": str(paths[0])}) + extra
+                             + to_overrides({"paths.output_dir": str(out)}))
         results = [run(cfg)]
     else:
         out = work / ("pack-" + "-".join(p.stem for p in paths))
-        listed = ",".join(_quote(p) for p in paths)
-        cfg = compose_config(suite.overrides + [f"image={_quote(paths[0])}", f"pack={len(paths)}",
-                                                f"pack_images=[{listed}]"] + extra + [f"paths.output_dir={out}"])
+        packed = {"image": str(paths[0]), "pack": len(paths), "pack_images": [str(p) for p in paths]}
+        cfg = compose_config(suite.overrides + to_overrides(packed) + extra
+                             + to_overrides({"paths.output_dir": str(out)}))
         results = run(cfg)["fits"]
     wall = (time.perf_counter() - t0) / len(paths)  # a packed run's time, shared equally
     rows = []
@@ -153,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = QUIET + (QUICK if args.quick else []) + list(args.overrides)
     todo = [p for p in images if not (work / p.stem / "eval.json").is_file()]
     if args.pack > 1 and todo:
-        resize = compose_config(suite.overrides + extra + [f"image={_quote(todo[0])}"]).get("resize")
+        resize = compose_config(suite.overrides + extra + to_overrides({"image": str(todo[0])})).get("resize")
         groups = groups_of(todo, args.pack, lambda p: load_image(p, resize).shape)
     else:
         groups = [[p] for p in todo]

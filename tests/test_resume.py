@@ -85,3 +85,51 @@ def test_snapshots_at_log_spaced_and_regular_steps(compose_cfg, image_file):
     assert not (d / "snapshots" / "step_000015.png").exists()
     grid = np.asarray(Image.open(d / "snapshots.png"))
     assert grid.shape[0] > 20 and grid.shape[1] >= 6 * 24
+
+
+def test_resume_into_the_other_memory_format(compose_cfg, image_file):
+    """A checkpoint of an NCHW run resumed with channels_last (the default changed): fused Adam's
+    moments and the backtracking snapshot take the parameters' layout, so the resumed run equals
+    the uninterrupted one (float64: the layouts' kernels agree to rounding)."""
+    path = image_file(22, 26, 3)
+    common = [f"image={path}", "iters=16", "eval_every=2", "input.depth=4", "reg_noise_std=0.05", "backtrack_db=5",
+              "es=none", "trainer.precision=64-true", *QUIET, *TINY_NET]
+    full = run(compose_cfg(*common, "memory_format=contiguous", "ckpt_every=8", out="full"))
+    ckpt = full["output_dir"] / "checkpoints" / "step_000008.ckpt"
+    resumed = run(compose_cfg(*common, "memory_format=channels_last", f"ckpt_path={ckpt}", out="resumed"))
+    for k in ("psnr_final", "psnr_ema_final", "psnr_best"):
+        assert resumed["metrics"][k] == pytest.approx(full["metrics"][k], abs=1e-6), k
+    assert torch.allclose(resumed["restored"], full["restored"], atol=1e-6)
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_on_train_start_gives_moments_and_snapshot_their_parameters_layout(compose_cfg, image_file, sync_free):
+    from dip_lightning.bench import capture_module
+
+    module = capture_module(compose_cfg(f"image={image_file(20, 20, 3)}", "iters=4", "input.depth=4", *QUIET,
+                                        *TINY_NET, "memory_format=channels_last",
+                                        "trainer._target_=dip_lightning.bench.make_trainer"))
+    module.sync_free_backtrack = sync_free
+    opt = module.configure_optimizers()
+    module.optimizers = lambda use_pl_optimizer=True: opt
+    module.net(module.z).mean().backward()
+    opt.step()  # the moments exist now
+    params = list(module.net.parameters())
+    cl = [p for p in params if p.dim() == 4 and not p.is_contiguous()]
+    assert cl, "the net's 3x3 weights are channels_last"
+    for p in params:  # as a checkpoint from an NCHW run would give them
+        for key in ("exp_avg", "exp_avg_sq"):
+            opt.state[p][key] = opt.state[p][key].contiguous()
+    module._snapshot = [t.contiguous().clone() for t in module._state_tensors()]
+    before = [t.clone() for t in module._snapshot]
+    module.on_train_start()
+    tensors = module._state_tensors()
+    for p in params:
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert opt.state[p][key].stride() == p.stride()
+    for s, t, b in zip(module._snapshot, tensors, before):
+        assert s.stride() == t.stride() and torch.equal(s, b)
+    # a restore now puts back exactly the snapshot's values
+    module._backtrack(torch.tensor([False]))
+    for t, b in zip(module._state_tensors(), before):
+        assert torch.equal(t, b)

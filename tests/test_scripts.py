@@ -49,26 +49,27 @@ def test_reproduce_quick_table_and_resume(data_dir, tmp_path, monkeypatch, capsy
 
 
 def test_reproduce_pack_fits_same_size_images_together_with_the_lone_results(data_dir, tmp_path, capsys):
-    """--pack 2: baby and bird (one size) in one packed run, cat (another size) alone; in float64 every
-    image's PSNR equals its lone run's, since a packed image keeps its lone run's seed."""
-    Image.fromarray((synthetic_image(44, 36, 3, seed=7) * 255).astype(np.uint8)).save(data_dir / "set5" / "cat.png")
+    """--pack 2: baby and bird (one size) in one packed run, 'cat, 2' (another size) alone; in float64
+    every image's PSNR equals its lone run's, since a packed image keeps its lone run's seed. Names
+    with Hydra's special characters (',', '[') pass through as quoted overrides."""
+    Image.fromarray((synthetic_image(44, 36, 3, seed=7) * 255).astype(np.uint8)).save(data_dir / "set5" / "cat, 2.png")
     rep = load("reproduce")
     common = ["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", "iters=4", "input.depth=4", "threads=1",
               "trainer.precision=64-true", "resize=null", *TINY_NET]
     tables = {}
     for pack in (1, 2):
-        work = tmp_path / f"work{pack}"
+        work = tmp_path / f"work[{pack}], x"
         assert rep.main(common + ["--pack", str(pack), "--work", str(work)]) == 0
         rows = {l.split("|")[1].strip(): l.split("|") for l in (work / "table.md").read_text().splitlines()
                 if l.startswith("| ") and not l.startswith("| image")}
         tables[pack] = {k: float(v[2]) for k, v in rows.items()}
-    assert list(tables[2]) == ["baby", "bird", "cat", "average"]
-    assert (tmp_path / "work2" / "pack-baby-bird" / "fit1" / "restored.png").is_file()
-    assert not (tmp_path / "work2" / "cat" / "fit0").exists() and (tmp_path / "work2" / "cat" / "restored.png").is_file()
+    assert list(tables[2]) == ["baby", "bird", "cat, 2", "average"]
+    assert (tmp_path / "work[2], x" / "pack-baby-bird" / "fit1" / "restored.png").is_file()
+    assert not (tmp_path / "work[2], x" / "cat, 2" / "fit0").exists() and (tmp_path / "work[2], x" / "cat, 2" / "restored.png").is_file()
     for name in tables[1]:
         assert tables[2][name] == pytest.approx(tables[1][name], abs=0.011), name
     out = capsys.readouterr().out
-    assert "packed 2" in out and "fitted packed" in (tmp_path / "work2" / "table.md").read_text()
+    assert "packed 2" in out and "fitted packed" in (tmp_path / "work[2], x" / "table.md").read_text()
     assert rep.main(common + ["--pack", "0", "--work", str(tmp_path / "w0")]) == 2
 
 
