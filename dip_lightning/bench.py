@@ -352,9 +352,8 @@ def eager_parts(cfg, device: str):
 def eager_fit(cfg, device: str) -> float:
     """The original code's plain eager fp32 NCHW step (see ``EAGER_BASELINE``). Returns it/s."""
     import torch
-    import torch.nn.functional as F
-
     import torch.nn as nn
+    import torch.nn.functional as F
 
     net, task, z, y = eager_parts(cfg, device)
     for m in net.modules():  # the framework's Conv2d (own reflection-pad backward) -> the stock layer
@@ -374,29 +373,36 @@ def eager_fit(cfg, device: str) -> float:
 
 
 # ------------------------------------------------------------------------------ FLOPs and peak
-def largest_conv(net, z):
-    """(conv module, input shape) of the net's most expensive Conv2d, 3×3 ones preferred."""
-    import torch
+def convs_of(net, z) -> list[tuple[Any, tuple, tuple, bool]]:
+    """(conv, input shape, output shape, needs input grad) of every Conv2d call of one forward of
+    ``net`` on ``z`` (with autograd on: which inputs need a gradient is part of a step's cost)."""
     import torch.nn as nn
 
-    seen: list[tuple[int, bool, nn.Conv2d, tuple]] = []
+    seen: list[tuple[Any, tuple, tuple, bool]] = []
 
     def hook(mod, inputs, output):
-        k = mod.kernel_size[0] * mod.kernel_size[1]
-        flops = 2 * mod.in_channels // mod.groups * mod.out_channels * k * output.shape[-2] * output.shape[-1]
-        seen.append((flops, tuple(mod.kernel_size) == (3, 3), mod, tuple(inputs[0].shape)))
+        seen.append((mod, tuple(inputs[0].shape), tuple(output.shape), bool(inputs[0].requires_grad)))
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
     try:
-        with torch.no_grad():
-            net(z)
+        net(z)
     finally:
         for h in handles:
             h.remove()
+    return seen
+
+
+def largest_conv(net, z):
+    """(conv module, input shape) of the net's most expensive Conv2d, 3×3 ones preferred."""
+    def flops(mod, out_shape) -> int:
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        return 2 * mod.in_channels // mod.groups * mod.out_channels * k * out_shape[-2] * out_shape[-1]
+
+    seen = convs_of(net, z)
     if not seen:
         return None, None
-    pool = [s for s in seen if s[1]] or seen
-    _, _, conv, shape = max(pool, key=lambda s: s[0])
+    pool = [s for s in seen if tuple(s[0].kernel_size) == (3, 3)] or seen
+    conv, shape, _, _ = max(pool, key=lambda s: flops(s[0], s[2]))
     return conv, shape
 
 
@@ -451,24 +457,6 @@ def conv_peak(net, z, device: str, precision: str, repeats: int) -> dict:
                                f"stride {c.stride[0]} on {shape[-2]}x{shape[-1]}"}
 
 
-def _convs_of(net, z) -> list[tuple[Any, tuple, bool]]:
-    """(conv, input shape, needs input grad) of every Conv2d call of one forward of ``net`` on ``z``."""
-    import torch.nn as nn
-
-    seen: list[tuple[Any, tuple, bool]] = []
-
-    def hook(mod, inputs, output):
-        seen.append((mod, tuple(inputs[0].shape), bool(inputs[0].requires_grad)))
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        net(z)  # with autograd on: which inputs need a gradient is part of the cost
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
-
-
 def conv_floor(net, z, device: str, precision: str, repeats: int) -> dict:
     """The time of the net's convolutions alone: every Conv2d call of one step (its own padding
     mode, groups, stride; input gradient where the net needs it), forward + backward in isolation,
@@ -483,7 +471,7 @@ def conv_floor(net, z, device: str, precision: str, repeats: int) -> dict:
 
     dev_type = torch.device(device).type
     total = {"nchw": 0.0, "channels_last": 0.0, "best": 0.0}
-    for ref, shape, needs_grad in _convs_of(net, z):
+    for ref, shape, _, needs_grad in convs_of(net, z):
         times = {}
         for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
             conv = copy.deepcopy(ref).to(device).to(memory_format=fmt)

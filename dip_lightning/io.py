@@ -22,6 +22,10 @@ SKIMAGE_SAMPLES = (
 )
 
 
+#: file suffixes of the images a folder of images (a benchmark set) is read for
+IMAGE_EXT = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
 def _array_to_tensor(a: np.ndarray) -> torch.Tensor:
     """(H, W) or (H, W, C) integer/float/bool array -> (C, H, W) float32 tensor in [0, 1]."""
     if a.dtype == bool:

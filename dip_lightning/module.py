@@ -172,8 +172,7 @@ class DIPModule(pl.LightningModule):
         backtracking snapshot in the layout of its parameter. A checkpoint from a run with the other
         ``memory_format`` keeps its tensors' strides, and fused Adam and the flat backtracking
         select walk memory linearly, so mismatched layouts would pair the wrong elements."""
-        opt = self.optimizers()
-        opt = getattr(opt, "optimizer", opt)
+        opt = self._torch_optimizer()
         for p in self.net.parameters():
             state = opt.state.get(p, {})
             for key, v in list(state.items()):
@@ -212,7 +211,9 @@ class DIPModule(pl.LightningModule):
         return self.z + self.reg_noise_std * eps
 
     def _per_fit(self, v: torch.Tensor) -> torch.Tensor:
-        """A length-K vector broadcast over the packed channels: (1, K·C, 1, 1)."""
+        """A length-K vector broadcast over the packed channels: (1, K·C, 1, 1) ((1, 1, 1, 1) for one fit)."""
+        if self.fits == 1:
+            return v.view(1, 1, 1, 1)
         return v.repeat_interleave(self.channels).view(1, -1, 1, 1)
 
     def training_step(self, batch, batch_idx):
@@ -231,12 +232,11 @@ class DIPModule(pl.LightningModule):
             if self.tv_weight > 0:
                 loss = loss + self.tv_weight * sum(total_variation(o) for o in split(out.to(a32.dtype), k))
             self.manual_backward(loss)
-            cache.update(out=out.detach(), a=a.detach(), losses=losses.detach())
+            cache.update(out=out.detach().to(a32.dtype), a=a32.detach(), losses=losses.detach())
             return loss
 
         loss = closure()
-        dtype = torch.promote_types(cache["out"].dtype, torch.float32)
-        self._after_forward(step, cache["out"].to(dtype), cache["a"].to(dtype), cache["losses"])
+        self._after_forward(step, cache["out"], cache["a"], cache["losses"])
         calls = [0]
 
         def step_closure() -> torch.Tensor:  # LBFGS may re-evaluate; the first call reuses this step's
@@ -307,12 +307,13 @@ class DIPModule(pl.LightningModule):
                 return
         elif self._backtrack_flat(good, tensors):
             return
-        for t, s in zip(tensors, self._snapshot):
-            t.copy_(torch.where(self._keep_mask(good, t), t, s))
+        masks = [self._keep_mask(good, t) for t in tensors]
+        for t, s, keep in zip(tensors, self._snapshot, masks):
+            t.copy_(torch.where(keep, t, s))
             s.copy_(t)
-        for p in self.net.parameters():
+        for p, keep in zip(self.net.parameters(), masks):  # the first tensors are the parameters
             if p.grad is not None:
-                p.grad.copy_(torch.where(self._keep_mask(good, p.grad), p.grad, torch.zeros_like(p.grad)))
+                p.grad.copy_(torch.where(keep, p.grad, 0.0))
 
     def _backtrack_flat(self, good: torch.Tensor, tensors: list[torch.Tensor]) -> bool:
         """The sync-free restore on flat copies of all tensors at once; False where a tensor is not
@@ -338,11 +339,14 @@ class DIPModule(pl.LightningModule):
         (any memory format: no view of the data is taken)."""
         return good.repeat_interleave(t.shape[0] // self.fits).view(-1, *([1] * (t.dim() - 1)))
 
+    def _torch_optimizer(self) -> torch.optim.Optimizer:
+        opt = self.optimizers()
+        return getattr(opt, "optimizer", opt)  # Lightning's wrapper, or the optimiser itself
+
     def _state_tensors(self) -> list[torch.Tensor]:
         params = list(self.net.parameters())
         out = [p.data for p in params]
-        opt = self.optimizers()
-        opt = getattr(opt, "optimizer", opt)
+        opt = self._torch_optimizer()
         for p in params:  # per-parameter moments (Adam exp_avg/exp_avg_sq, SGD momentum, ...)
             for v in opt.state.get(p, {}).values():
                 if torch.is_tensor(v) and v.shape == p.shape:

@@ -16,11 +16,11 @@ import copy
 import torch
 import torch.nn as nn
 
-from dip_lightning.nets.blocks import Concat, LanczosDownsample
+from dip_lightning.nets.blocks import Concat, LanczosDownsample, Upsample
 
 #: leaf modules without parameters that act per channel (or element-wise): safe as they are
 _CHANNELWISE = (nn.LeakyReLU, nn.ReLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.AvgPool2d, nn.MaxPool2d,
-                nn.Upsample, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.ZeroPad2d)
+                nn.Upsample, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.ZeroPad2d, Upsample)
 
 
 def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -77,9 +77,8 @@ def pack_nets(nets: list[nn.Module]) -> nn.Module:
             packed.set_submodule(name, LanczosDownsample(m.channels * k, m.factor))
         elif isinstance(m, Concat):
             m.groups = k
-        elif not list(m.children()) and not isinstance(m, _CHANNELWISE) and type(m).__name__ not in ("Upsample",):
+        elif not list(m.children()) and not isinstance(m, _CHANNELWISE):
             raise ValueError(f"cannot pack layer {name} ({type(m).__name__}); use pack=1")
-    packed.fits = k
     return packed
 
 

@@ -380,7 +380,6 @@ def write_fit(module: DIPModule, fit: Fit, i: int, cbs: dict, out_dir: Path, com
     sl = lambda x: None if x is None else module.fit_slice(x, i)  # noqa: E731
     final = sl(module.final_image())[0]
     ema = sl(module.ema_image())
-    packed_task = module.task
     y_obs = sl(crop(module.y, module.obs_box))
     gt = prob.x_true
     save_image(final, out_dir / "restored.png")
@@ -418,8 +417,8 @@ def write_fit(module: DIPModule, fit: Fit, i: int, cbs: dict, out_dir: Path, com
         "psnr_best": psnr_best,
         "best_step": best_step,
         "ssim_final": _f(ssim(final[None], gt)) if gt is not None else None,
-        "psnr_obs_final": _f(psnr(sl(crop(packed_task(module.last_out), module.obs_box)), y_obs)),
-        "psnr_ema_obs_final": (_f(psnr(sl(crop(packed_task(module.ema), module.obs_box)), y_obs))
+        "psnr_obs_final": _f(psnr(crop(task(sl(module.last_out)), module.obs_box), y_obs)),
+        "psnr_ema_obs_final": (_f(psnr(crop(task(sl(module.ema)), module.obs_box), y_obs))
                                if ema is not None else None),
         **es,
         "es_psnr": es_psnr,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from dip_lightning.api import compose_config
 from dip_lightning.flops import step_flops
+from dip_lightning.io import IMAGE_EXT
 from dip_lightning.run import build, build_fit, run
 
-IMAGE_EXT = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 QUIET = ["trainer.enable_progress_bar=false", "snapshot_every=0", "snapshot_log_spaced=false"]
 COLUMNS = ["net", "params", "gflop_per_iter", "it_per_s", "psnr_final", "psnr_best", "psnr_ema_final", "best_step"]
 
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                 over.append(f"image={img}")
             cfg = compose_config(over)
             res = run(cfg)
-            res["metrics"]["gflop_per_iter"] = flops_per_iter(cfg)
+            if i == 0:  # one architecture, one size: the table shows the first image's
+                res["metrics"]["gflop_per_iter"] = flops_per_iter(cfg)
             per_image.append(res)
             print(f"{net} [{i + 1}/{len(images)}]: best {res['metrics']['psnr_best']} dB", flush=True)
         ms = [r["metrics"] for r in per_image]

@@ -22,10 +22,9 @@ from pathlib import Path
 from dip_lightning import paper
 from dip_lightning.api import compose_config, to_overrides
 from dip_lightning.evaluate import psnr_full, psnr_y_shaved
-from dip_lightning.io import load_image
+from dip_lightning.io import IMAGE_EXT, load_image
 from dip_lightning.run import run
 
-IMAGE_EXT = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 @dataclass

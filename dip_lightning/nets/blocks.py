@@ -63,14 +63,13 @@ class LanczosDownsample(nn.Module):
 
 
 class _ReflectPad(torch.autograd.Function):
-    """``F.pad(x, pad, mode='reflect')`` with a backward that folds the border gradient back with a
-    few row/column adds onto one copy of the interior, in ``x``'s memory format. (aten's backward
-    round-trips channels_last gradients through NCHW: measured ~4 full-size copies per call.)"""
+    """``F.pad(x, pad, mode='reflect')`` of a channels_last ``x``, with a backward that folds the
+    border gradient back with a few row/column adds onto one channels_last copy of the interior.
+    (aten's backward round-trips channels_last gradients through NCHW: ~4 full-size copies per call.)"""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
         ctx.pad = pad
-        ctx.fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
         return F.pad(x, pad, mode="reflect")
 
     @staticmethod
@@ -87,7 +86,7 @@ class _ReflectPad(torch.autograd.Function):
                 core[..., w - 2 - i] += strip[..., left + w + i]
             return core
 
-        out = fold_cols(g[..., top:top + h, :], ctx.fmt)
+        out = fold_cols(g[..., top:top + h, :], torch.channels_last)
         for i in range(1, top + 1):  # padded row top - i reflects input row i
             out[..., i, :] += fold_cols(g[..., top - i, :])
         for i in range(bottom):  # padded row top + h + i reflects input row h - 2 - i
