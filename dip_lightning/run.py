@@ -72,8 +72,7 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
         if fit_size == "crop":
             h0, w0 = x.shape[-2:]
             x = center_crop_to_multiple(x, obs_multiple)
-            if hasattr(task, "crop_like"):  # operator state of the observation's size (the flash photo)
-                task.crop_like(((h0 - x.shape[-2]) // 2, (w0 - x.shape[-1]) // 2, *x.shape[-2:]))
+            task.crop_like(((h0 - x.shape[-2]) // 2, (w0 - x.shape[-1]) // 2, *x.shape[-2:]))
         y, x_true = task.adopt(x), None
     else:
         x_true = task.crop_ground_truth(x)
@@ -173,10 +172,10 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
     """Task, net (initialised from ``seed``), observation and input z of one fit, as a lone run makes them."""
     task: Task = build(cfg.task)
     img = load_image(source if image is None else image, cfg.get("resize"))
-    if getattr(task, "mask_source", None) == "alpha":
+    if task.needs_alpha:
         task.alpha = alpha_of(source, image, img)
     torch.manual_seed(seed)  # network initialisation depends on the seed only
-    in_channels = getattr(task, "input_channels", None) or make_input.depth
+    in_channels = task.input_channels or make_input.depth
     net = build(cfg.net, in_channels=in_channels, out_channels=img.shape[0])
     generator = torch.Generator().manual_seed(seed)  # observation noise / mask, then z
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), bool(cfg.observed),

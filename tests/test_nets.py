@@ -75,3 +75,55 @@ def test_reflect_pad_matches_f_pad_values_and_gradients(pad, channels_last):
     assert torch.allclose(a.grad, b.grad, atol=1e-12)
     assert a.grad.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     assert torch.autograd.gradcheck(lambda t: reflect_pad(t, pad), (x.clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (5, 7), (8, 6)])
+def test_up2_forms_match_interpolate_values_and_gradients(hw):
+    """blocks.bilinear_up2 (used when deterministic and under torch.compile) and blocks.nearest_up2
+    (under torch.compile) equal F.interpolate in value and gradient, odd and 1-pixel sizes."""
+    import torch.nn.functional as F
+
+    from dip_lightning.nets.blocks import bilinear_up2, nearest_up2
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *hw, dtype=torch.float64)
+    for ours, mode in ((bilinear_up2, "bilinear"), (nearest_up2, "nearest")):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        kw = {"align_corners": False} if mode == "bilinear" else {}
+        ya, yb = ours(a), F.interpolate(b, scale_factor=2, mode=mode, **kw)
+        assert ya.shape == yb.shape and torch.allclose(ya, yb, atol=1e-12), mode
+        g = torch.randn_like(yb)
+        ya.backward(g)
+        yb.backward(g)
+        assert torch.allclose(a.grad, b.grad, atol=1e-12), mode
+
+
+def test_compiled_upsample_has_no_scatter():
+    """Under torch.compile, ×2 upsampling (bilinear, nearest) is written without gathers: its traced
+    backward holds no index_put (inductor lowers interpolate's backward to a serial scatter-add on CPU)."""
+    import torch.nn.functional as F
+    from functorch.compile import make_boxed_func
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    from dip_lightning.nets.blocks import Upsample
+
+    torch.set_num_threads(1)
+
+    def traced(fn) -> str:
+        graphs = []
+
+        def keep(gm, _):
+            graphs.append(str(gm.code))
+            return make_boxed_func(gm.forward)
+
+        torch._dynamo.reset()
+        x = torch.randn(1, 2, 5, 4, requires_grad=True)
+        backend = lambda gm, ex: aot_module_simplified(gm, ex, fw_compiler=keep, bw_compiler=keep)  # noqa: E731
+        torch.compile(fn, backend=backend)(x).sum().backward()
+        return "\n".join(graphs)
+
+    for mode in ("bilinear", "nearest"):
+        kw = {"align_corners": False} if mode == "bilinear" else {}
+        stock = traced(lambda t: F.interpolate(t, scale_factor=2, mode=mode, **kw))
+        assert "index_put" in stock, mode  # what the test guards against
+        assert "index_put" not in traced(Upsample(mode)), mode

@@ -23,6 +23,17 @@ class Task(nn.Module):
     scale: int = 1
     #: True when the run's image is always the observation (no ground truth), e.g. flash/no-flash
     blind: bool = False
+    #: True when the task reads the image file's alpha channel; the run then sets ``self.alpha``
+    needs_alpha: bool = False
+
+    @property
+    def input_channels(self) -> int | None:
+        """Channels of ``network_input()`` when the task supplies the net's input, else None."""
+        return None
+
+    def crop_like(self, box: Sequence[int]) -> None:
+        """Crop operator state of the observation's size to ``box`` = (top, left, height, width), as the
+        observation was cropped (``fit_size='crop'`` of an observed image)."""
 
     def crop_ground_truth(self, x: torch.Tensor) -> torch.Tensor:
         """Make a clean image (1, C, H, W) valid for this task (e.g. SR: a multiple of the factor)."""

@@ -22,6 +22,8 @@ class Inpaint(Task):
                  missing: float = 0.5, box: Sequence[float] = (0.3, 0.3, 0.35, 0.35)):
         super().__init__()
         self.mask_source = str(mask)
+        self.needs_alpha = self.mask_source == "alpha"
+        self.alpha: torch.Tensor | None = None  # (C, H, W) alpha channel, set by the runner for mask=alpha
         self.text = text
         self.font_size = font_size
         self.missing = float(missing)
@@ -39,7 +41,7 @@ class Inpaint(Task):
         if src == "box":
             return masks.box_mask(height, width, self.box)
         if src == "alpha":  # the image's own alpha channel, set by the runner: opaque = known
-            alpha = getattr(self, "alpha", None)
+            alpha = self.alpha
             if alpha is None:
                 raise ValueError("task.mask=alpha needs an image file with an alpha channel")
             return (alpha.mean(0) > 0.5).float()[None, None]
