@@ -22,6 +22,8 @@ several interleaved repeats (the median is reported):
   ``pack_conv_floor_speedup``: K single nets' conv floor / the grouped net's (packing's ceiling).
 * ``peak_mem_mb``: on CPU the process's peak RSS (``ru_maxrss``) through the first Lightning fit,
   interpreter and libraries included; on CUDA ``torch.cuda.max_memory_allocated`` of the fits.
+* ``first_run_s`` / ``later_run_s``: wall time of the first and (median) later whole ``run()``;
+  with ``--compile`` their difference is the compile time.
 
 Heavy imports (Lightning, Hydra) happen inside the functions, so ``--help`` and argument errors
 are instant.
@@ -535,12 +537,14 @@ def benchmark(args: argparse.Namespace) -> dict:
         cfg = compose_config(config_overrides(args, tmp))
         cfg_eager = compose_config(config_overrides(args, tmp, eager=True))
         runs: dict[str, list[float]] = {"it_per_s": [], "bare_it_per_s": [], "eager_baseline_it_per_s": []}
+        run_s: list[float] = []  # wall time of each whole Lightning run()
         peak_mem = rss_before = None
         for r in range(args.repeats):  # interleaved, so a change of machine load hits all three alike
             t0 = time.perf_counter()
             module, rate = lightning_fit(cfg)
             runs["it_per_s"].append(rate)
-            _progress(f"repeat {r + 1}/{args.repeats}: Lightning {rate:.3f} it/s (run() took {time.perf_counter() - t0:.1f} s)")
+            run_s.append(time.perf_counter() - t0)
+            _progress(f"repeat {r + 1}/{args.repeats}: Lightning {rate:.3f} it/s (run() took {run_s[-1]:.1f} s)")
             if r == 0:  # on CPU the process's high-water mark: the first fit is the first heavy work
                 peak_mem, rss_before = _SESSION["peak_mem_mb"], _SESSION["rss_before_fit_mb"]
             elif device == "cuda":
@@ -604,6 +608,9 @@ def benchmark(args: argparse.Namespace) -> dict:
         "bare_it_per_s_best": best["bare_it_per_s"],
         "eager_baseline_it_per_s_best": best["eager_baseline_it_per_s"],
         "speedup_vs_eager_best": best["it_per_s"] / best["eager_baseline_it_per_s"],
+        # wall time of a whole run() (setup, warm-up and timed steps); the first one includes compiling
+        "first_run_s": run_s[0],
+        "later_run_s": statistics.median(run_s[1:]) if len(run_s) > 1 else None,
         "gflop_per_iter": gflop,
         "gflops": gflop * med["it_per_s"],
         **peak,
@@ -678,6 +685,8 @@ def format_table(res: dict) -> str:
         ("max speedup vs eager", f(res["max_speedup_vs_eager"]), "conv floor / eager: the ceiling"),
         ("peak memory (MB)", f(res["peak_mem_mb"], 1), "CUDA allocated" if res["device"] == "cuda" else "peak RSS"),
         ("parameters", f"{res['params']:,}", ""),
+        ("first run() (s)", f(res["first_run_s"], 1),
+         f"later runs {f(res['later_run_s'], 1)} s" + (": the difference is compiling" if res["compile"] else "")),
     ]
     if res.get("pack"):
         rows += [(f"pack={res['pack']} (fits x it/s)", f(res["pack_it_per_s"]), " ".join(f(v) for v in runs["pack_it_per_s"])),

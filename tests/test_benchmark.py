@@ -19,7 +19,7 @@ SCRIPT = ROOT / "scripts" / "benchmark.py"
 RATES = ["it_per_s", "bare_it_per_s", "lightning_overhead", "eager_baseline_it_per_s", "speedup_vs_eager",
          "gflop_per_iter", "gflops", "conv_peak_gflops", "peak_mem_mb", "it_per_s_best", "bare_it_per_s_best",
          "eager_baseline_it_per_s_best", "speedup_vs_eager_best", "conv_floor_it_per_s", "conv_floor_ms",
-         "max_speedup_vs_eager"]
+         "max_speedup_vs_eager", "first_run_s"]
 FIELDS = RATES + ["params", "size", "device", "precision", "compile", "threads", "torch_version", "steps",
                   "repeats"]
 
@@ -75,6 +75,7 @@ def test_in_process_with_repeats(tmp_path, capsys):
     res = json.loads(out.read_text())
     check(res, repeats=2)
     assert res["threads"] == 1
+    assert 0 < res["later_run_s"] and "first run() (s)" in bench.format_table(res)
     assert "conv peak GFLOP/s" in capsys.readouterr().out
 
 
