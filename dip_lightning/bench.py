@@ -13,7 +13,9 @@ several interleaved repeats (the median is reported):
   autocast Lightning's precision uses. ``lightning_overhead`` = bare / Lightning. (The tests check
   that this loop leaves the module bit-identical to ``trainer.fit``.)
 * ``eager_baseline_it_per_s``: the original code's way: the net ``run()`` builds with compile off,
-  NCHW, in fp32, ``torch.optim.Adam(lr=0.01)``, input jitter, mse; no metrics, EMA or backtracking.
+  NCHW, in fp32, ``torch.optim.Adam(lr=0.01)``, input jitter, mse; no metrics, EMA or backtracking;
+  in a spawned interpreter, whose allocator is glibc's default (``run()`` sets this process's:
+  ``cpu_malloc``). ``eager_in_process_it_per_s``: the same step in this process, with that setting.
 * ``gflop_per_iter`` (forward + backward, ``torch.utils.flop_counter``), achieved ``gflops`` and
   ``conv_peak_gflops`` (the machine's rate on the net's largest convolution, measured here).
 * ``conv_floor_it_per_s``: 1 / the summed time of the step's convolutions run alone (forward +
@@ -35,6 +37,7 @@ import contextlib
 import gc
 import json
 import math
+import multiprocessing
 import os
 import platform
 import resource
@@ -64,7 +67,8 @@ FULL = {"size": 256, "steps": 10, "warmup": 3, "repeats": 3}
 
 EAGER_BASELINE = ("the net run() builds, fresh, same class, with stock torch.nn.Conv2d(padding_mode='reflect') layers "
                   "(the original code used ReflectionPad2d + Conv2d), eager fp32 NCHW, not compiled, torch.optim.Adam(lr=0.01), "
-                  "input jitter z + reg_noise_std*randn, loss mse(A(net(z)), y); no metrics, EMA or backtracking")
+                  "input jitter z + reg_noise_std*randn, loss mse(A(net(z)), y); no metrics, EMA or backtracking; "
+                  "in a fresh process with glibc's default allocator")
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -99,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also profile N steps of the bare loop: the top operators by self time, per step")
     p.add_argument("--json", dest="json_path", default=None, metavar="OUT", help="write the results here")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the eager baseline's own process
     if args.pack is not None and args.pack < 2:
         p.error(f"--pack {args.pack}: give the number of packed fits, at least 2")
     base = QUICK if args.quick else FULL
@@ -117,13 +122,14 @@ def config_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool 
     """The real config's overrides for this benchmark; ``eager``: the baseline's (no compile, NCHW, fp32)."""
     compiled = False if eager else args.compile
     fmt = "contiguous" if eager else args.memory_format  # None: the config's default
+    malloc = ["cpu_malloc=system"] if eager else []  # the original code ran with glibc's defaults
     ov = [f"task={args.task}", f"net={args.net}", f"image={args.image}", f"resize={args.size}",
           f"seed={args.seed}", f"iters={args.warmup + args.steps}", f"warmup_steps={args.warmup}",
           "trainer._target_=dip_lightning.bench.make_trainer",
           f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.devices=1",
           f"trainer.precision={'32-true' if eager else args.precision}",
           *([f"memory_format={fmt}"] if fmt else []),
-          f"compile={'true' if compiled else 'false'}", *QUIET]
+          f"compile={'true' if compiled else 'false'}", *malloc, *QUIET]
     if args.threads is not None:
         ov.append(f"threads={args.threads}")
     if args.quick:
@@ -351,6 +357,17 @@ def eager_parts(cfg, device: str):
     return net, module.task.to(device), module.z.to(device), module.y.to(device)
 
 
+def eager_in_fresh_process(argv: list[str]) -> float:
+    """``eager_fit`` of the benchmark's eager config, run in a spawned interpreter (see ``benchmark``):
+    glibc's allocator there is as the original code had it, whatever ``cpu_malloc`` did to ours."""
+    args = parse_args(argv)
+    device = "cuda" if args.device == "cuda" else "cpu"
+    from dip_lightning.api import compose_config
+
+    with _quiet_session(args.threads), tempfile.TemporaryDirectory(prefix="dip_bench_") as tmp:
+        return eager_fit(compose_config(config_overrides(args, tmp, eager=True)), device)
+
+
 def eager_fit(cfg, device: str) -> float:
     """The original code's plain eager fp32 NCHW step (see ``EAGER_BASELINE``). Returns it/s."""
     import torch
@@ -527,6 +544,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     import torch
 
     from dip_lightning.api import compose_config
+    from dip_lightning.malloc import in_effect as malloc_in_effect
     from dip_lightning.nets.blocks import count_parameters
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -536,38 +554,49 @@ def benchmark(args: argparse.Namespace) -> dict:
     with _quiet_session(args.threads), tempfile.TemporaryDirectory(prefix="dip_bench_") as tmp:
         cfg = compose_config(config_overrides(args, tmp))
         cfg_eager = compose_config(config_overrides(args, tmp, eager=True))
-        runs: dict[str, list[float]] = {"it_per_s": [], "bare_it_per_s": [], "eager_baseline_it_per_s": []}
+        runs: dict[str, list[float]] = {"it_per_s": [], "bare_it_per_s": [], "eager_baseline_it_per_s": [],
+                                        "eager_in_process_it_per_s": []}
         run_s: list[float] = []  # wall time of each whole Lightning run()
         peak_mem = rss_before = None
-        for r in range(args.repeats):  # interleaved, so a change of machine load hits all three alike
-            t0 = time.perf_counter()
-            module, rate = lightning_fit(cfg)
-            runs["it_per_s"].append(rate)
-            run_s.append(time.perf_counter() - t0)
-            _progress(f"repeat {r + 1}/{args.repeats}: Lightning {rate:.3f} it/s (run() took {run_s[-1]:.1f} s)")
-            if r == 0:  # on CPU the process's high-water mark: the first fit is the first heavy work
-                peak_mem, rss_before = _SESSION["peak_mem_mb"], _SESSION["rss_before_fit_mb"]
-            elif device == "cuda":
-                peak_mem = max(peak_mem, _SESSION["peak_mem_mb"])
-            canvas = list(module.z.shape[-2:])
-            memory_format = "channels_last" if module.channels_last else "contiguous"
-            params = count_parameters(module.net)
-            del module
-            _SESSION.update(trainer=None, module=None)
-            gc.collect()
-            t0 = time.perf_counter()
-            module, rate = bare_fit(cfg, device, args.precision)
-            runs["bare_it_per_s"].append(rate)
-            _progress(f"repeat {r + 1}/{args.repeats}: bare {rate:.3f} it/s ({time.perf_counter() - t0:.1f} s)")
-            del module
-            _SESSION.update(trainer=None, module=None)
-            gc.collect()
-            t0 = time.perf_counter()
-            runs["eager_baseline_it_per_s"].append(eager_fit(cfg_eager, device))
-            _progress(f"repeat {r + 1}/{args.repeats}: eager {runs['eager_baseline_it_per_s'][-1]:.3f} it/s "
-                      f"({time.perf_counter() - t0:.1f} s)")
-            _SESSION.update(trainer=None, module=None)
-            gc.collect()
+        # The eager baseline runs in a fresh interpreter: run() sets this process's allocator
+        # (cpu_malloc=reuse), which the original code did not have. It also runs here, with it.
+        baseline_proc = multiprocessing.get_context("spawn").Pool(1)
+        try:
+            for r in range(args.repeats):  # interleaved, so a change of machine load hits all of them alike
+                t0 = time.perf_counter()
+                module, rate = lightning_fit(cfg)
+                runs["it_per_s"].append(rate)
+                run_s.append(time.perf_counter() - t0)
+                _progress(f"repeat {r + 1}/{args.repeats}: Lightning {rate:.3f} it/s (run() took {run_s[-1]:.1f} s)")
+                if r == 0:  # on CPU the process's high-water mark: the first fit is the first heavy work
+                    peak_mem, rss_before = _SESSION["peak_mem_mb"], _SESSION["rss_before_fit_mb"]
+                elif device == "cuda":
+                    peak_mem = max(peak_mem, _SESSION["peak_mem_mb"])
+                canvas = list(module.z.shape[-2:])
+                memory_format = "channels_last" if module.channels_last else "contiguous"
+                params = count_parameters(module.net)
+                del module
+                _SESSION.update(trainer=None, module=None)
+                gc.collect()
+                t0 = time.perf_counter()
+                module, rate = bare_fit(cfg, device, args.precision)
+                runs["bare_it_per_s"].append(rate)
+                _progress(f"repeat {r + 1}/{args.repeats}: bare {rate:.3f} it/s ({time.perf_counter() - t0:.1f} s)")
+                del module
+                _SESSION.update(trainer=None, module=None)
+                gc.collect()
+                t0 = time.perf_counter()
+                runs["eager_baseline_it_per_s"].append(baseline_proc.apply(eager_in_fresh_process, (args.argv,)))
+                _progress(f"repeat {r + 1}/{args.repeats}: eager {runs['eager_baseline_it_per_s'][-1]:.3f} it/s "
+                          f"(own process, {time.perf_counter() - t0:.1f} s)")
+                t0 = time.perf_counter()
+                runs["eager_in_process_it_per_s"].append(eager_fit(cfg_eager, device))
+                _progress(f"repeat {r + 1}/{args.repeats}: eager {runs['eager_in_process_it_per_s'][-1]:.3f} it/s "
+                          f"(this process, {time.perf_counter() - t0:.1f} s)")
+                _SESSION.update(trainer=None, module=None)
+                gc.collect()
+        finally:
+            baseline_proc.terminate()
         if args.pack:  # K packed fits through Lightning: fits × steps per second
             cfg_pack = compose_config(config_overrides(args, tmp) + [f"pack={args.pack}"])
             runs["pack_it_per_s"] = []
@@ -596,6 +625,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     res = {
         "task": args.task, "net": args.net, "size": args.size, "canvas": canvas, "device": device,
         "precision": args.precision, "compile": bool(args.compile), "memory_format": memory_format,
+        "cpu_malloc": str(cfg.get("cpu_malloc")), "cpu_malloc_reuse": malloc_in_effect(),
         "channels_last": memory_format == "channels_last",
         "threads": threads, "quick": bool(args.quick),
         "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "params": int(params),
@@ -607,6 +637,8 @@ def benchmark(args: argparse.Namespace) -> dict:
         "it_per_s_best": best["it_per_s"],
         "bare_it_per_s_best": best["bare_it_per_s"],
         "eager_baseline_it_per_s_best": best["eager_baseline_it_per_s"],
+        "eager_in_process_it_per_s": med["eager_in_process_it_per_s"],
+        "eager_in_process_it_per_s_best": best["eager_in_process_it_per_s"],
         "speedup_vs_eager_best": best["it_per_s"] / best["eager_baseline_it_per_s"],
         # wall time of a whole run() (setup, warm-up and timed steps); the first one includes compiling
         "first_run_s": run_s[0],
@@ -676,6 +708,8 @@ def format_table(res: dict) -> str:
         ("eager fp32 baseline (it/s)", f(res["eager_baseline_it_per_s"]),
          " ".join(f(v) for v in runs["eager_baseline_it_per_s"])),
         ("speedup vs eager", f(res["speedup_vs_eager"]), f"best-of runs: {f(res['speedup_vs_eager_best'])}"),
+        ("eager, this process (it/s)", f(res["eager_in_process_it_per_s"]),
+         f"with the run's cpu_malloc={res['cpu_malloc']}; baseline above: own process, glibc defaults"),
         ("GFLOP / iteration (fwd+bwd)", f(res["gflop_per_iter"]), ""),
         ("achieved GFLOP/s", f(res["gflops"], 1), ""),
         ("conv peak GFLOP/s", f(res["conv_peak_gflops"], 1),

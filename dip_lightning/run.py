@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from dip_lightning.callbacks import CurveLogger, DivergenceGuard, PSNRProgressBar, Snapshots, Throughput
 from dip_lightning.data import step_loader
+from dip_lightning import malloc as cpu_malloc
 from dip_lightning.io import (center_crop_to_multiple, crop, lcm, load_alpha, load_image, pad_amounts, pil_resize,
                               save_image)
 from dip_lightning.memory import available_bytes, estimate_step_bytes
@@ -220,11 +221,12 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None) -> dict:
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    malloc_reuse = cpu_malloc.apply(str(cfg.get("cpu_malloc", "reuse")))
     seed = int(cfg.seed)
     deterministic = bool(cfg.get("deterministic", False))
     set_deterministic(deterministic)
     pl.seed_everything(seed, verbose=False)
-    write_json(out_dir / "environment.json", environment(seed, deterministic))
+    write_json(out_dir / "environment.json", {**environment(seed, deterministic), "cpu_malloc_reuse": malloc_reuse})
 
     make_input = build(cfg.input)
     fits = build_fits(cfg, image, make_input)
@@ -295,6 +297,7 @@ def check_values(cfg: DictConfig) -> None:
         raise ValueError(f"exp_weight={w} must be in [0, 1) (e.g. 0.99), or null to turn the EMA off")
     if int(cfg.eval_every) < 1:
         raise ValueError(f"eval_every={cfg.eval_every} must be a positive number of steps")
+    cpu_malloc.check(str(cfg.get("cpu_malloc", "reuse")))
 
 
 def writable_dir(path: Path) -> Path:

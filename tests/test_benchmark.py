@@ -19,7 +19,7 @@ SCRIPT = ROOT / "scripts" / "benchmark.py"
 RATES = ["it_per_s", "bare_it_per_s", "lightning_overhead", "eager_baseline_it_per_s", "speedup_vs_eager",
          "gflop_per_iter", "gflops", "conv_peak_gflops", "peak_mem_mb", "it_per_s_best", "bare_it_per_s_best",
          "eager_baseline_it_per_s_best", "speedup_vs_eager_best", "conv_floor_it_per_s", "conv_floor_ms",
-         "max_speedup_vs_eager", "first_run_s"]
+         "max_speedup_vs_eager", "first_run_s", "eager_in_process_it_per_s"]
 FIELDS = RATES + ["params", "size", "device", "precision", "compile", "threads", "torch_version", "steps",
                   "repeats"]
 
@@ -58,6 +58,7 @@ def check(res: dict, device: str = "cpu", precision: str = "32-true", repeats: i
     assert res["conv_floor_ms"] <= min(res["conv_floor_ms_by_layout"].values()) + 1e-9
     assert res["max_speedup_vs_eager"] == pytest.approx(res["conv_floor_it_per_s"] / res["eager_baseline_it_per_s"])
     assert res["memory_format"] in ("channels_last", "contiguous")
+    assert res["cpu_malloc"] == "reuse" and "fresh process" in res["eager_baseline"]
 
 
 def test_script_quick_writes_every_field(tmp_path):

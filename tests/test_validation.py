@@ -64,10 +64,11 @@ def bad_cases(tmp: Path):
         ("zero iters", [f"image={img}", "iters=0"], ValueError, ["iters=0"]),
         ("unwritable output", [f"image={img}"], ValueError, ["cannot write", "afile"]),
         ("alpha without alpha", [f"image={img}", "task=inpaint", "task.mask=alpha"], ValueError, ["no alpha channel"]),
+        ("cpu_malloc", [f"image={img}", "cpu_malloc=jemalloc"], ValueError, ["cpu_malloc='jemalloc'", "reuse", "system"]),
     ], blocker
 
 
-@pytest.mark.parametrize("case", range(13))
+@pytest.mark.parametrize("case", range(14))
 def test_bad_input_is_one_clear_error(case, tiny, tmp_path):
     cases, blocker = bad_cases(tmp_path)
     name, over, exc, words = cases[case]
