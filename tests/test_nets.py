@@ -127,3 +127,26 @@ def test_compiled_upsample_has_no_scatter():
         stock = traced(lambda t: F.interpolate(t, scale_factor=2, mode=mode, **kw))
         assert "index_put" in stock, mode  # what the test guards against
         assert "index_put" not in traced(Upsample(mode)), mode
+
+
+def test_channels_last_net_keeps_channels_last_everywhere():
+    """In a channels_last skip net with a batch of one, every conv and BatchNorm sees a channels_last
+    input, the concatenations' outputs included (a view_as in keep_grad_layout once made them NCHW:
+    then each level paid layout copies in its conv forward and backward)."""
+    from dip_lightning.nets.blocks import Concat, is_channels_last
+
+    torch.set_num_threads(1)
+    net = SkipNet(4, 3, [8, 8, 8], [8, 8, 8], [2, 2, 2]).to(memory_format=torch.channels_last)
+    seen = []
+
+    def hook(mod, inputs, output):
+        seen.append((type(mod).__name__, is_channels_last(inputs[0]), is_channels_last(output)))
+
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, Concat)):
+            m.register_forward_hook(hook)
+    z = torch.rand(1, 4, 24, 24).contiguous(memory_format=torch.channels_last).requires_grad_()
+    net(z).sum().backward()
+    assert {name for name, _, _ in seen} == {"Conv2d", "BatchNorm2d", "Concat"}
+    assert all(cin for _, cin, _ in seen), seen
+    assert all(cout for name, _, cout in seen if name == "Concat"), seen

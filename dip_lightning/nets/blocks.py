@@ -214,7 +214,9 @@ class _KeepGradLayout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.channels_last = is_channels_last(x)
-        return x.view_as(x)
+        # as_strided, not view_as: a view recomputes the stride of a size-1 batch dim, and aten then
+        # no longer sees the tensor as channels_last (torch.cat of such views returns NCHW)
+        return x.as_strided(x.shape, x.stride(), x.storage_offset())
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -223,8 +225,10 @@ class _KeepGradLayout(torch.autograd.Function):
 
 
 def keep_grad_layout(x: torch.Tensor) -> torch.Tensor:
-    """``x``, with its gradient made contiguous in ``x``'s memory format (see ``_KeepGradLayout``)."""
-    if not (x.requires_grad and torch.is_grad_enabled()):
+    """``x``, with its gradient made contiguous in ``x``'s memory format (see ``_KeepGradLayout``).
+    Not under ``torch.compile``, where inductor chooses the layouts (and an ``as_strided`` in the graph
+    kept it from fusing the concatenation: measured 1.50 vs 1.74 it/s at 256²)."""
+    if not (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling():
         return x
     return _KeepGradLayout.apply(x)
 
