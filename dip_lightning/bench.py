@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,7 +104,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also profile N steps of the bare loop: the top operators by self time, per step")
     p.add_argument("--json", dest="json_path", default=None, metavar="OUT", help="write the results here")
     args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the eager baseline's own process
     if args.pack is not None and args.pack < 2:
         p.error(f"--pack {args.pack}: give the number of packed fits, at least 2")
     base = QUICK if args.quick else FULL
@@ -122,19 +122,20 @@ def config_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool 
     """The real config's overrides for this benchmark; ``eager``: the baseline's (no compile, NCHW, fp32)."""
     compiled = False if eager else args.compile
     fmt = "contiguous" if eager else args.memory_format  # None: the config's default
-    malloc = ["cpu_malloc=system"] if eager else []  # the original code ran with glibc's defaults
     ov = [f"task={args.task}", f"net={args.net}", f"image={args.image}", f"resize={args.size}",
           f"seed={args.seed}", f"iters={args.warmup + args.steps}", f"warmup_steps={args.warmup}",
           "trainer._target_=dip_lightning.bench.make_trainer",
           f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.devices=1",
           f"trainer.precision={'32-true' if eager else args.precision}",
           *([f"memory_format={fmt}"] if fmt else []),
-          f"compile={'true' if compiled else 'false'}", *malloc, *QUIET]
+          f"compile={'true' if compiled else 'false'}", *QUIET]
     if args.threads is not None:
         ov.append(f"threads={args.threads}")
     if args.quick:
         ov += QUICK_NET.get(args.net, []) + ["input.depth=4"]
     ov += list(args.override)
+    if eager:  # the original code ran with glibc's defaults (after --override: it cannot change this)
+        ov.append("cpu_malloc=system")
     ov.append(f"paths.output_dir={out_dir}")
     return ov
 
@@ -357,15 +358,14 @@ def eager_parts(cfg, device: str):
     return net, module.task.to(device), module.z.to(device), module.y.to(device)
 
 
-def eager_in_fresh_process(argv: list[str]) -> float:
-    """``eager_fit`` of the benchmark's eager config, run in a spawned interpreter (see ``benchmark``):
-    glibc's allocator there is as the original code had it, whatever ``cpu_malloc`` did to ours."""
-    args = parse_args(argv)
-    device = "cuda" if args.device == "cuda" else "cpu"
+def eager_in_fresh_process(overrides: list[str], threads: int, device: str) -> float:
+    """``eager_fit`` of the config these ``overrides`` compose, with ``threads`` threads, run in a
+    spawned interpreter (see ``benchmark``): glibc's allocator there is as the original code had it,
+    whatever ``cpu_malloc`` did to the benchmark's process."""
     from dip_lightning.api import compose_config
 
-    with _quiet_session(args.threads), tempfile.TemporaryDirectory(prefix="dip_bench_") as tmp:
-        return eager_fit(compose_config(config_overrides(args, tmp, eager=True)), device)
+    with _quiet_session(threads):
+        return eager_fit(compose_config(overrides), device)
 
 
 def eager_fit(cfg, device: str) -> float:
@@ -544,7 +544,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     import torch
 
     from dip_lightning.api import compose_config
-    from dip_lightning.malloc import in_effect as malloc_in_effect
+    from dip_lightning import malloc as cpu_malloc
     from dip_lightning.nets.blocks import count_parameters
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -560,7 +560,9 @@ def benchmark(args: argparse.Namespace) -> dict:
         peak_mem = rss_before = None
         # The eager baseline runs in a fresh interpreter: run() sets this process's allocator
         # (cpu_malloc=reuse), which the original code did not have. It also runs here, with it.
-        baseline_proc = multiprocessing.get_context("spawn").Pool(1)
+        # (The worker starts at the first submit; a worker that dies raises BrokenProcessPool.)
+        baseline_proc = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        eager_job = (config_overrides(args, tmp, eager=True), torch.get_num_threads(), device)
         try:
             for r in range(args.repeats):  # interleaved, so a change of machine load hits all of them alike
                 t0 = time.perf_counter()
@@ -586,7 +588,8 @@ def benchmark(args: argparse.Namespace) -> dict:
                 _SESSION.update(trainer=None, module=None)
                 gc.collect()
                 t0 = time.perf_counter()
-                runs["eager_baseline_it_per_s"].append(baseline_proc.apply(eager_in_fresh_process, (args.argv,)))
+                cpu_malloc.release()  # this process's kept heap is free memory for the child
+                runs["eager_baseline_it_per_s"].append(baseline_proc.submit(eager_in_fresh_process, *eager_job).result())
                 _progress(f"repeat {r + 1}/{args.repeats}: eager {runs['eager_baseline_it_per_s'][-1]:.3f} it/s "
                           f"(own process, {time.perf_counter() - t0:.1f} s)")
                 t0 = time.perf_counter()
@@ -596,7 +599,7 @@ def benchmark(args: argparse.Namespace) -> dict:
                 _SESSION.update(trainer=None, module=None)
                 gc.collect()
         finally:
-            baseline_proc.terminate()
+            baseline_proc.shutdown(cancel_futures=True)
         if args.pack:  # K packed fits through Lightning: fits × steps per second
             cfg_pack = compose_config(config_overrides(args, tmp) + [f"pack={args.pack}"])
             runs["pack_it_per_s"] = []
@@ -625,7 +628,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     res = {
         "task": args.task, "net": args.net, "size": args.size, "canvas": canvas, "device": device,
         "precision": args.precision, "compile": bool(args.compile), "memory_format": memory_format,
-        "cpu_malloc": str(cfg.get("cpu_malloc")), "cpu_malloc_reuse": malloc_in_effect(),
+        "cpu_malloc": str(cfg.get("cpu_malloc")), "cpu_malloc_reuse": cpu_malloc.in_effect(),
         "channels_last": memory_format == "channels_last",
         "threads": threads, "quick": bool(args.quick),
         "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "params": int(params),

@@ -234,6 +234,7 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None) -> dict:
     net = pack_nets([f.net for f in fits])
     task = fits[0].task if k == 1 else PackedTask([f.task for f in fits])
     z = torch.cat([f.z for f in fits], 1)
+    cpu_malloc.release()  # an earlier run's heap, kept by cpu_malloc=reuse, is free memory again
     check_memory(net, z.shape[1], fits[0].prob.canvas, cfg)
     if cfg.get("compile"):
         net = torch.compile(net)

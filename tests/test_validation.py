@@ -119,6 +119,15 @@ def test_rgba_alpha_dropped_with_a_note_or_used_as_mask(tiny, tmp_path):
     res = run(tiny(f"image={tmp_path / 'a.png'}", "task=inpaint", "task.mask=alpha", out="mask"))
     observed = np.asarray(Image.open(res["output_dir"] / "observed.png"))
     assert (observed[5:10, 6:12] == 0).all() and observed[12:, 14:].max() > 0
+    # fit_size=crop centre-crops a 22x26 image to 16x24 (the tiny net's multiple is 8), offset (3, 1):
+    # the alpha mask is cropped alike
+    rgba = np.dstack([rgb8(22, 26), np.full((22, 26), 255, np.uint8)])
+    rgba[6:11, 7:13, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "b.png")
+    res = run(tiny(f"image={tmp_path / 'b.png'}", "task=inpaint", "task.mask=alpha", "fit_size=crop", out="crop"))
+    observed = np.asarray(Image.open(res["output_dir"] / "observed.png"))
+    assert observed.shape[:2] == (16, 24)
+    assert (observed[3:8, 6:12] == 0).all() and observed[:3].min() > 0 and observed[8:, 14:].max() > 0
 
 
 def test_huge_image_is_refused_before_allocating(tiny, tmp_path, monkeypatch):

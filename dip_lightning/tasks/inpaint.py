@@ -44,7 +44,9 @@ class Inpaint(Task):
             alpha = self.alpha
             if alpha is None:
                 raise ValueError("task.mask=alpha needs an image file with an alpha channel")
-            return (alpha.mean(0) > 0.5).float()[None, None]
+            # the image's size; fit_size=crop centre-cropped the image to (height, width): crop alike
+            top, left = (alpha.shape[-2] - height) // 2, (alpha.shape[-1] - width) // 2
+            return (alpha[:, top:top + height, left:left + width].mean(0) > 0.5).float()[None, None]
         return masks.file_mask(src, height, width)
 
     def _set_mask(self, m: torch.Tensor) -> None:
