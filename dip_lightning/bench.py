@@ -179,6 +179,12 @@ def make_trainer(**kwargs):
     return _TRAINER_CLASS(**kwargs)
 
 
+def _forget() -> None:
+    """Drop what the benchmark's Trainer kept of the last ``run()``, so its memory is freed now."""
+    _SESSION.update(trainer=None, module=None)
+    gc.collect()
+
+
 def capture_module(cfg):
     """The DIPModule exactly as ``run.run(cfg)`` builds it (net, task, z, y, optimiser factory), untrained."""
     from dip_lightning.run import run
@@ -248,6 +254,18 @@ def timed_loop(step: Callable[[int], Any], warmup: int, steps: int, device: str)
         step(i)
     _sync(device)
     return steps / (time.perf_counter() - t0)
+
+
+def best_time(once: Callable[[], Any], repeats: int, device: str) -> float:
+    """The fastest of ``repeats`` timed calls of ``once()`` (seconds), the device synchronised around each."""
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        once()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _rss_mb() -> float:
@@ -460,14 +478,7 @@ def conv_peak(net, z, device: str, precision: str, repeats: int) -> dict:
             with FlopCounterMode(display=False) as counter:
                 once()
             flops = int(counter.get_total_flops())
-        times = []
-        for _ in range(max(2, repeats)):
-            _sync(device)
-            t0 = time.perf_counter()
-            once()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        best[layout] = flops / min(times) / 1e9
+        best[layout] = flops / best_time(once, max(2, repeats), device) / 1e9
     layout = max(best, key=best.get)
     c = ref
     return {"conv_peak_gflops": best[layout], "conv_peak_layout": layout,
@@ -506,14 +517,7 @@ def conv_floor(net, z, device: str, precision: str, repeats: int) -> dict:
                 out.backward(grad)
 
             once()
-            best = math.inf
-            for _ in range(max(2, repeats)):
-                _sync(device)
-                t0 = time.perf_counter()
-                once()
-                _sync(device)
-                best = min(best, time.perf_counter() - t0)
-            times[layout] = best
+            times[layout] = best_time(once, max(2, repeats), device)
         total["nchw"] += times["nchw"]
         total["channels_last"] += times["channels_last"]
         total["best"] += min(times.values())
@@ -578,15 +582,13 @@ def benchmark(args: argparse.Namespace) -> dict:
                 memory_format = "channels_last" if module.channels_last else "contiguous"
                 params = count_parameters(module.net)
                 del module
-                _SESSION.update(trainer=None, module=None)
-                gc.collect()
+                _forget()
                 t0 = time.perf_counter()
                 module, rate = bare_fit(cfg, device, args.precision)
                 runs["bare_it_per_s"].append(rate)
                 _progress(f"repeat {r + 1}/{args.repeats}: bare {rate:.3f} it/s ({time.perf_counter() - t0:.1f} s)")
                 del module
-                _SESSION.update(trainer=None, module=None)
-                gc.collect()
+                _forget()
                 t0 = time.perf_counter()
                 cpu_malloc.release()  # this process's kept heap is free memory for the child
                 runs["eager_baseline_it_per_s"].append(baseline_proc.submit(eager_in_fresh_process, *eager_job).result())
@@ -596,8 +598,7 @@ def benchmark(args: argparse.Namespace) -> dict:
                 runs["eager_in_process_it_per_s"].append(eager_fit(cfg_eager, device))
                 _progress(f"repeat {r + 1}/{args.repeats}: eager {runs['eager_in_process_it_per_s'][-1]:.3f} it/s "
                           f"(this process, {time.perf_counter() - t0:.1f} s)")
-                _SESSION.update(trainer=None, module=None)
-                gc.collect()
+                _forget()
         finally:
             baseline_proc.shutdown(cancel_futures=True)
         if args.pack:  # K packed fits through Lightning: fits × steps per second
@@ -608,10 +609,9 @@ def benchmark(args: argparse.Namespace) -> dict:
                 runs["pack_it_per_s"].append(args.pack * rate)
                 _progress(f"repeat {r + 1}/{args.repeats}: pack={args.pack} {args.pack * rate:.3f} fit-it/s")
                 del module
-                _SESSION.update(trainer=None, module=None)
-                gc.collect()
+                _forget()
         breakdown = profile_step(cfg, device, args.precision, args.profile) if args.profile else None
-        _SESSION.update(trainer=None, module=None)
+        _forget()
         net, task, z, y = eager_parts(cfg_eager, device)
         from dip_lightning.flops import step_flops
 
@@ -620,7 +620,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         peak.update(floor_fields(net, z, device, args.precision, max(3, args.repeats), args.pack))
         threads = torch.get_num_threads()
         del net, task, z, y
-        _SESSION.update(trainer=None, module=None)
+        _forget()
 
     med = {k: statistics.median(v) for k, v in runs.items()}
     best = {k: max(v) for k, v in runs.items()}  # interference only slows a run: best-of is the other estimate

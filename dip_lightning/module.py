@@ -172,17 +172,19 @@ class DIPModule(pl.LightningModule):
         backtracking snapshot in the layout of its parameter. A checkpoint from a run with the other
         ``memory_format`` keeps its tensors' strides, and fused Adam and the flat backtracking
         select walk memory linearly, so mismatched layouts would pair the wrong elements."""
+        def like(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:  # v's values in p's layout
+            return v if v.stride() == p.stride() else torch.empty_like(p).copy_(v)
+
         opt = self._torch_optimizer()
         for p in self.net.parameters():
             state = opt.state.get(p, {})
             for key, v in list(state.items()):
-                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
-                    state[key] = torch.empty_like(p).copy_(v)
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    state[key] = like(v, p)
         if self._snapshot is not None:
             tensors = self._state_tensors()
             if len(tensors) == len(self._snapshot):
-                self._snapshot = [s if s.stride() == t.stride() else torch.empty_like(t).copy_(s)
-                                  for s, t in zip(self._snapshot, tensors)]
+                self._snapshot = [like(s, t) for s, t in zip(self._snapshot, tensors)]
                 self._snap_flat = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
