@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,30 +12,10 @@ from omegaconf import DictConfig
 
 from dip_lightning.cli import CONFIG_DIR
 from dip_lightning.io import load_image
+from dip_lightning.overrides import QUIET, to_overrides
 from dip_lightning.run import run
 
-_PLAIN = re.compile(r"^[\w./:\-+@~]*$")
-
-
-def _format_value(v: Any) -> str:
-    """A Python value as a Hydra override value."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_format_value(x) for x in v) + "]"
-    s = str(v)
-    if s and _PLAIN.match(s):
-        return s
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def to_overrides(overrides: dict[str, Any]) -> list[str]:
-    """{"optim.lr": 0.01, "iters": 500} -> ["optim.lr=0.01", "iters=500"]."""
-    return [f"{k}={_format_value(v)}" for k, v in overrides.items()]
+__all__ = ["QUIET", "compose_config", "restore", "to_overrides"]
 
 
 def compose_config(overrides: dict[str, Any] | list[str] | None = None) -> DictConfig:
@@ -56,11 +35,14 @@ def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise"
     ``image``: a path, a skimage sample name, an (H, W[, C]) array (uint8 or float in [0, 1]) or a
     (C, H, W) tensor. ``overrides`` are the command line's overrides as keywords
     (``iters=500, seed=1, net="skip"``; dotted keys via ``**{"optim.lr": 0.01}``;
-    ``output_dir=...`` is short for ``paths.output_dir``).
+    ``output_dir=...`` is short for ``paths.output_dir``). ``cpu_malloc`` defaults to ``system``
+    here: ``reuse`` changes glibc's allocator for the whole process, which suits the CLI (it owns
+    its process) but not a notebook or service that calls ``restore``; pass ``cpu_malloc="reuse"``
+    for the faster CPU steps.
     Returns the restored image (H×W or H×W×C float32 array in [0, 1], the input's size unless
     ``fit_size="crop"``) and the metrics dict (also written to ``<output_dir>/metrics.json``).
     """
-    ov = {"task": task, **overrides}
+    ov = {"task": task, "cpu_malloc": "system", **overrides}
     if "output_dir" in ov:
         ov["paths.output_dir"] = str(ov.pop("output_dir"))
     tensor = None

@@ -14,9 +14,11 @@ tensors hold the fits' channels side by side, [fit 0 | fit 1 | …], and every p
 
 Everything per step stays on the device: PSNR/SSIM are computed every ``eval_every`` steps from
 the step's own x̂ and written into a preallocated ``history`` tensor; the best iterate and the
-backtracking decision use ``torch.where``, so on a GPU the step never waits for the host (on the
-CPU, where reading a value costs nothing, backtracking reads ``good`` and, in the usual all-good
-case, snapshots the state with one fused copy). Callbacks move ``history`` to the host in chunks.
+collapse guard use ``torch.where``, so on a GPU the step never waits for the host. The restore
+itself is ``dip_lightning.backtrack.Backtracker``. Callbacks move ``history`` to the host in chunks.
+
+Reading order: setup and checkpoints, the step (``training_step`` → ``_after_forward``: guard,
+EMA, best iterate, metrics row), results.
 """
 from __future__ import annotations
 
@@ -27,45 +29,18 @@ from typing import Callable, Sequence
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from dip_lightning.flatstate import FlatState
+from dip_lightning.backtrack import Backtracker, like
 from dip_lightning.io import crop
+from dip_lightning.metrics import psnr, split, ssim
 
 #: columns of ``DIPModule.history`` (one row per evaluated step; NaN where not applicable)
 FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt", "ssim_ema/gt")
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """PSNR (data range 1) of two images: a 0-d tensor."""
-    return peak_signal_noise_ratio(a, b, data_range=1.0)
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if min(a.shape[-2:]) < 11:  # the 11×11 Gaussian window needs at least 11 pixels
-        return torch.full((), float("nan"), device=a.device)
-    return structural_similarity_index_measure(a, b, data_range=1.0)
-
-
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Anisotropic TV: mean |x[i+1, j] − x[i, j]| + mean |x[i, j+1] − x[i, j]|."""
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-
-
-def split(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(1, K·C, H, W) -> (K, C, H, W): one image per fit."""
-    return x.reshape(k, x.shape[1] // k, *x.shape[-2:])
-
-
-def psnr_k(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-fit PSNR of packed images: a length-K vector."""
-    return peak_signal_noise_ratio(split(a, k), split(b, k), data_range=1.0, reduction="none", dim=(1, 2, 3))
-
-
-def ssim_k(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
-    if min(a.shape[-2:]) < 11:
-        return torch.full((k,), float("nan"), device=a.device)
-    return structural_similarity_index_measure(split(a, k), split(b, k), data_range=1.0, reduction="none")
 
 
 class DIPModule(pl.LightningModule):
@@ -138,13 +113,11 @@ class DIPModule(pl.LightningModule):
                            if i == 1 or i % self.eval_every == 0 or i == self.iters]
         self._row_of = {s_: r for r, s_ in enumerate(self.eval_steps)}
         self.register_buffer("history", torch.full((len(self.eval_steps), len(FIELDS), k), math.nan))
-        self._snapshot: list[torch.Tensor] | None = None
-        self._snap_flat: torch.Tensor | None = None
-        self._flat_states: dict = {}
+        self.backtracker = Backtracker(k)
         self._gens: list[torch.Generator] | None = None
         self._resume_extra: dict | None = None
 
-    # ------------------------------------------------------------------ setup
+    # ------------------------------------------------------------------ setup and checkpoints
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.net.parameters())
         if self.channels_last and isinstance(opt, torch.optim.LBFGS):
@@ -162,9 +135,7 @@ class DIPModule(pl.LightningModule):
         if pending is not None:  # restore what on_load_checkpoint read, now that the device is known
             for g, state in zip(self._gens, pending.get("gens") or []):
                 g.set_state(state)
-            snap = pending["snapshot"]
-            self._snapshot = None if snap is None else [t.to(self.device) for t in snap]
-            self._snap_flat = None
+            self.backtracker.load(pending["snapshot"], self.device)
             self._resume_extra = None
 
     def on_train_start(self) -> None:
@@ -172,51 +143,38 @@ class DIPModule(pl.LightningModule):
         backtracking snapshot in the layout of its parameter. A checkpoint from a run with the other
         ``memory_format`` keeps its tensors' strides, and fused Adam and the flat backtracking
         select walk memory linearly, so mismatched layouts would pair the wrong elements."""
-        def like(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:  # v's values in p's layout
-            return v if v.stride() == p.stride() else torch.empty_like(p).copy_(v)
-
         opt = self._torch_optimizer()
         for p in self.net.parameters():
             state = opt.state.get(p, {})
             for key, v in list(state.items()):
                 if torch.is_tensor(v) and v.shape == p.shape:
                     state[key] = like(v, p)
-        if self._snapshot is not None:
-            tensors = self._state_tensors()
-            if len(tensors) == len(self._snapshot):
-                self._snapshot = [like(s, t) for s, t in zip(self._snapshot, tensors)]
-                self._snap_flat = None
+        self.backtracker.match_layouts(opt)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Besides weights, buffers and optimiser: the input-jitter RNGs and the backtracking snapshot."""
         checkpoint["dip"] = {"gens": None if self._gens is None else [g.get_state() for g in self._gens],
-                             "snapshot": self._snapshot}
+                             "snapshot": self.backtracker.snapshot}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resume_extra = checkpoint.get("dip")
 
-    @property
-    def rows_done(self) -> int:
-        """Number of history rows written so far (derived from the step count)."""
-        return bisect.bisect_right(self.eval_steps, self.global_step)
+    def _torch_optimizer(self) -> torch.optim.Optimizer:
+        opt = self.optimizers()
+        return getattr(opt, "optimizer", opt)  # Lightning's wrapper, or the optimiser itself
 
     # ------------------------------------------------------------------ the step
     def forward(self, z: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.z if z is None else z)
 
     def _input(self) -> torch.Tensor:
+        """z + reg_noise_std · ε, a fresh ε per fit from the fit's own generator."""
         if self.reg_noise_std <= 0:
             return self.z
         shape = (1, self.z.shape[1] // self.fits, *self.z.shape[-2:])
         eps = torch.cat([torch.randn(shape, generator=g, device=self.z.device, dtype=self.z.dtype)
                          for g in self._gens], 1)
         return self.z + self.reg_noise_std * eps
-
-    def _per_fit(self, v: torch.Tensor) -> torch.Tensor:
-        """A length-K vector broadcast over the packed channels: (1, K·C, 1, 1) ((1, 1, 1, 1) for one fit)."""
-        if self.fits == 1:
-            return v.view(1, 1, 1, 1)
-        return v.repeat_interleave(self.channels).view(1, -1, 1, 1)
 
     def training_step(self, batch, batch_idx):
         opt = self.optimizers()
@@ -249,113 +207,76 @@ class DIPModule(pl.LightningModule):
 
     @torch.no_grad()
     def _after_forward(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor) -> None:
-        """Backtracking, EMA, best iterate and (every k steps) metrics, all without a host sync."""
-        k = self.fits
-        y_obs = crop(self.y, self.obs_box)
-        psnr_obs = psnr_k(crop(a, self.obs_box), y_obs, k)
-        good = torch.isfinite(losses) & torch.isfinite(psnr_obs)  # NaN/Inf: always backtracked
-        row = self._row_of.get(step)
-        if self.backtrack_db is not None:  # the paper's collapse test, every step
-            good = good & ~(psnr_obs < self.prev_psnr_obs - self.backtrack_db)
-            self.prev_psnr_obs = torch.where(good, psnr_obs, self.prev_psnr_obs)
-        if self.backtrack_db is not None or row is not None:  # else only the NaN guard, every k steps
-            self._backtrack(good)
-            self.backtracks += (~good).long()
+        """Collapse guard, EMA, best iterate and (every k steps) metrics, all without a host sync."""
+        psnr_obs = psnr(crop(a, self.obs_box), crop(self.y, self.obs_box), self.fits)
+        good = self._guard(step, losses, psnr_obs)
         g = self._per_fit(good)
         self.last_out = torch.where(g, out, self.last_out) if step > 1 else out.clone()
         if self.exp_weight is not None:
-            w = self.exp_weight
-            new = torch.where(self._per_fit(self.ema_ready), w * self.ema + (1 - w) * out, out)
-            self.ema = torch.where(g, new, self.ema)
-            self.ema_ready = self.ema_ready | good
+            self._update_ema(out, good)
         img = crop(out, self.box)
-        if self.has_gt:
-            p_gt = psnr_k(img, self.x_true, k)
-            better = good & (p_gt > self.best_psnr)
-            self.best_psnr = torch.where(better, p_gt, self.best_psnr)
-            self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
-            self.best_image = torch.where(self._per_fit(better), img, self.best_image)
+        p_gt = self._update_best(step, img, good) if self.has_gt else None
+        row = self._row_of.get(step)
         if row is not None:
-            nan = torch.full((k,), math.nan, device=out.device)
-            ema_img = crop(self.ema, self.box) if self.exp_weight is not None else None
-            vals = [losses.float(), psnr_obs,
-                    p_gt if self.has_gt else nan,
-                    psnr_k(crop(self.task(self.ema), self.obs_box), y_obs, k) if ema_img is not None else nan,
-                    psnr_k(ema_img, self.x_true, k) if (ema_img is not None and self.has_gt) else nan,
-                    ssim_k(img, self.x_true, k) if self.has_gt else nan,
-                    ssim_k(ema_img, self.x_true, k) if (ema_img is not None and self.has_gt) else nan]
-            self.history[row] = torch.stack([v.float().reshape(k) for v in vals])
+            self._record(row, img, losses, psnr_obs, p_gt)
 
-    def _backtrack(self, good: torch.Tensor) -> None:
-        """Per fit, where ``good`` is False restore θ and Adam-style moments from the last good step;
-        then take the (possibly restored) state as the new snapshot. Gradients of a bad step are
-        zeroed so the coming optimiser step starts from the restored state. Every packed tensor
-        holds the fits' blocks along dim 0.
+    def _per_fit(self, v: torch.Tensor) -> torch.Tensor:
+        """A length-K vector broadcast over the packed channels: (1, K·C, 1, 1) ((1, 1, 1, 1) for one fit)."""
+        if self.fits == 1:
+            return v.view(1, 1, 1, 1)
+        return v.repeat_interleave(self.channels).view(1, -1, 1, 1)
 
-        CPU: reading ``good`` is free, so the usual all-good case is one fused copy. Elsewhere
-        (``sync_free_backtrack``): no host sync and a handful of kernels for all the tensors
-        (``dip_lightning.flatstate``), not a few per tensor."""
-        tensors = self._state_tensors()
-        if self._snapshot is None or len(self._snapshot) != len(tensors):
-            self._snapshot = [t.detach().clone() for t in tensors]
-            self._snap_flat = None
-            return
-        sync_free = self.sync_free_backtrack
-        if sync_free is None:
-            sync_free = good.device.type != "cpu"
-        if not sync_free:
-            if bool(good.all()):
-                torch._foreach_copy_(self._snapshot, tensors)
-                return
-        elif self._backtrack_flat(good, tensors):
-            return
-        masks = [self._keep_mask(good, t) for t in tensors]
-        for t, s, keep in zip(tensors, self._snapshot, masks):
-            t.copy_(torch.where(keep, t, s))
-            s.copy_(t)
-        for p, keep in zip(self.net.parameters(), masks):  # the first tensors are the parameters
-            if p.grad is not None:
-                p.grad.copy_(torch.where(keep, p.grad, 0.0))
+    def _guard(self, step: int, losses: torch.Tensor, psnr_obs: torch.Tensor) -> torch.Tensor:
+        """Which fits took a good step (length K). A NaN/Inf loss or output is always bad; with
+        ``backtrack_db`` so is a drop of PSNR(A(x̂), y) by more than that many dB (the paper's
+        collapse test, every step). Bad fits get the last good step's state back."""
+        good = torch.isfinite(losses) & torch.isfinite(psnr_obs)
+        if self.backtrack_db is not None:
+            good = good & ~(psnr_obs < self.prev_psnr_obs - self.backtrack_db)
+            self.prev_psnr_obs = torch.where(good, psnr_obs, self.prev_psnr_obs)
+        if self.backtrack_db is not None or step in self._row_of:  # else only the NaN guard, every k steps
+            self.backtracker.update(good, self._torch_optimizer(), self.sync_free_backtrack)
+            self.backtracks += (~good).long()
+        return good
 
-    def _backtrack_flat(self, good: torch.Tensor, tensors: list[torch.Tensor]) -> bool:
-        """The sync-free restore on flat copies of all tensors at once; False where a tensor is not
-        dense (the caller then goes tensor by tensor)."""
-        grads = [p.grad for p in self.net.parameters()]
-        state = FlatState.cached(self._flat_states, tensors, self.fits)
-        grad_state = FlatState.cached(self._flat_states, grads, self.fits) if all(g is not None for g in grads) else None
-        if state is None or (grads and grad_state is None):
-            return False
-        snap = self._snap_flat
-        if snap is None or not state.holds(self._snapshot, snap):  # first time, or a resumed snapshot
-            snap = state.gather(self._snapshot)
-        new = state.select(good, state.gather(tensors), snap)
-        state.scatter(new, tensors)
-        self._snap_flat, self._snapshot = new, state.views(new, tensors)
-        if grad_state is not None:
-            flat = grad_state.gather(grads)
-            grad_state.scatter(grad_state.select(good, flat, torch.zeros_like(flat[:1])), grads)
-        return True
+    def _update_ema(self, out: torch.Tensor, good: torch.Tensor) -> None:
+        """ema ← w·ema + (1 − w)·x̂ for the fits that took a good step (the first good x̂ starts it)."""
+        w = self.exp_weight
+        new = torch.where(self._per_fit(self.ema_ready), w * self.ema + (1 - w) * out, out)
+        self.ema = torch.where(self._per_fit(good), new, self.ema)
+        self.ema_ready = self.ema_ready | good
 
-    def _keep_mask(self, good: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``good`` (K,) broadcast over a packed tensor whose dim 0 holds the K fits' blocks
-        (any memory format: no view of the data is taken)."""
-        return good.repeat_interleave(t.shape[0] // self.fits).view(-1, *([1] * (t.dim() - 1)))
+    def _update_best(self, step: int, img: torch.Tensor, good: torch.Tensor) -> torch.Tensor:
+        """Keep each fit's best iterate against the ground truth; return this step's PSNRs."""
+        p_gt = psnr(img, self.x_true, self.fits)
+        better = good & (p_gt > self.best_psnr)
+        self.best_psnr = torch.where(better, p_gt, self.best_psnr)
+        self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
+        self.best_image = torch.where(self._per_fit(better), img, self.best_image)
+        return p_gt
 
-    def _torch_optimizer(self) -> torch.optim.Optimizer:
-        opt = self.optimizers()
-        return getattr(opt, "optimizer", opt)  # Lightning's wrapper, or the optimiser itself
-
-    def _state_tensors(self) -> list[torch.Tensor]:
-        params = list(self.net.parameters())
-        out = [p.data for p in params]
-        opt = self._torch_optimizer()
-        for p in params:  # per-parameter moments (Adam exp_avg/exp_avg_sq, SGD momentum, ...)
-            for v in opt.state.get(p, {}).values():
-                if torch.is_tensor(v) and v.shape == p.shape:
-                    out.append(v)
-        return out
+    def _record(self, row: int, img: torch.Tensor, losses: torch.Tensor, psnr_obs: torch.Tensor,
+                p_gt: torch.Tensor | None) -> None:
+        """Write one row of ``history`` (see ``FIELDS``) on the device."""
+        k = self.fits
+        nan = torch.full((k,), math.nan, device=img.device)
+        ema = self.exp_weight is not None
+        ema_img = crop(self.ema, self.box) if ema else None
+        gt = self.has_gt
+        vals = [losses.float(), psnr_obs,
+                p_gt if gt else nan,
+                psnr(crop(self.task(self.ema), self.obs_box), crop(self.y, self.obs_box), k) if ema else nan,
+                psnr(ema_img, self.x_true, k) if (ema and gt) else nan,
+                ssim(img, self.x_true, k) if gt else nan,
+                ssim(ema_img, self.x_true, k) if (ema and gt) else nan]
+        self.history[row] = torch.stack([v.float().reshape(k) for v in vals])
 
     # ------------------------------------------------------------------ results
+    @property
+    def rows_done(self) -> int:
+        """Number of history rows written so far (derived from the step count)."""
+        return bisect.bisect_right(self.eval_steps, self.global_step)
+
     def fit_slice(self, x: torch.Tensor, fit: int) -> torch.Tensor:
         """The channels of fit ``fit`` of a packed (1, K·C, …) tensor."""
         c = x.shape[1] // self.fits

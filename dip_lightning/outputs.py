@@ -1,15 +1,24 @@
-"""Files a run leaves in its directory: images, panel, PSNR plot, metrics.json."""
+"""Every file a run leaves in its folder: images, the labelled panel, the PSNR plot, metrics.json.
+
+``write_outputs`` is called once at the end of a run (also of an interrupted or failed one, with
+that ``status``): per fit ``restored.png``, ``restored_ema.png``, ``restored_best.png``,
+``restored_es.png``, ``observed.png``, ``panel.png``, ``psnr.png`` and ``metrics.json``; a packed
+run puts each fit's files in ``fit<k>/`` and a summary metrics.json (the means) in the run folder.
+"""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 
-from dip_lightning.io import save_image
-
+from dip_lightning.io import crop, save_image
+from dip_lightning.metrics import psnr, ssim
+from dip_lightning.nets.blocks import count_parameters
 
 def _nan_to_none(v):
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
@@ -22,8 +31,12 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(clean, indent=2, sort_keys=False) + "\n")
 
 
-def panel(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
-    """Side-by-side (C, H, W) images of one height (gray ones are shown as RGB), white gaps."""
+def panel(images: list[torch.Tensor], labels: list[str] | None = None, gap: int = 4,
+          min_width: int = 112) -> torch.Tensor:
+    """Side-by-side (C, H, W) images of one height (gray ones shown as RGB, the low-resolution
+    observation upscaled, nearest), white gaps, and with ``labels`` a caption strip above each.
+    Panels of small images are enlarged (nearest) until each is ``min_width`` wide, so the
+    captions fit."""
     h = max(im.shape[-2] for im in images)
     cols = []
     for im in images:
@@ -33,8 +46,27 @@ def panel(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
         if im.shape[-2] != h:  # e.g. the LR observation next to HR images: nearest upscaling
             w = round(im.shape[-1] * h / im.shape[-2])
             im = F.interpolate(im[None], size=(h, w), mode="nearest")[0]
-        cols += [im, torch.ones(3, h, gap)]
-    return torch.cat(cols[:-1], dim=-1)
+        cols.append(im)
+    if labels:
+        zoom = max(1, math.ceil(min_width / min(c.shape[-1] for c in cols)))
+        if zoom > 1:
+            cols = [F.interpolate(c[None], scale_factor=zoom, mode="nearest")[0] for c in cols]
+    body = torch.cat([x for c in cols for x in (c, torch.ones(3, c.shape[-2], gap))][:-1], dim=-1)
+    if not labels:
+        return body
+    return torch.cat([_captions(labels, [c.shape[-1] for c in cols], gap), body], dim=-2)
+
+
+def _captions(labels: list[str], widths: list[int], gap: int, height: int = 16) -> torch.Tensor:
+    """A white (3, height, W) strip with each label, left-aligned over its column (PIL's built-in font)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    strip = Image.new("RGB", (sum(widths) + gap * (len(widths) - 1), height), "white")
+    draw, font, x = ImageDraw.Draw(strip), ImageFont.load_default(), 0
+    for label, w in zip(labels, widths):
+        draw.text((x + 2, 2), label, fill="black", font=font)
+        x += w + gap
+    return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1).float() / 255.0
 
 
 def plot_curves(history: dict, path: Path, best_step: int | None = None, es_step: int | None = None,
@@ -65,3 +97,112 @@ def plot_curves(history: dict, path: Path, best_step: int | None = None, es_step
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def fit_dir(out_dir: Path, fit: int, fits: int) -> Path:
+    """Where fit ``fit`` writes its files: the run folder itself, or ``fit<k>/`` when packed."""
+    return out_dir if fits == 1 else out_dir / f"fit{fit}"
+
+
+def _f(t: torch.Tensor | None) -> float | None:
+    if t is None:
+        return None
+    v = float(t)
+    return None if math.isnan(v) or math.isinf(v) else round(v, 4)
+
+
+def write_outputs(cfg: DictConfig, module, fits: list, cbs: dict, out_dir: Path, wall_s: float,
+                  status: str = "completed", reason: str | None = None) -> dict:
+    """Save every fit's images, panel, PSNR plot and metrics.json (packed: one ``fit<k>/`` folder
+    each, and a summary metrics.json with the means); return the metrics and restored images."""
+    module = module.cpu()
+    n_params = count_parameters(fits[0].net)
+    throughput = cbs["throughput"]
+    k = module.fits
+    it_per_s = round(throughput.it_per_s, 4) if throughput.it_per_s else None
+    common = {"status": status, "reason": reason, "net": type(fits[0].net).__name__, "params": n_params,
+              "iters_done": int(module.global_step), "iters": int(cfg.iters), "wall_s": round(wall_s, 3),
+              "fit_s": round(throughput.wall_s, 3), "it_per_s": it_per_s}
+    per = [write_fit(module, f, i, cbs, fit_dir(out_dir, i, k), common) for i, f in enumerate(fits)]
+    if k == 1:
+        return per[0]
+    summary = {**common, "fits": k, "pack_it_per_s": None if it_per_s is None else round(k * it_per_s, 4),
+               "output_dir": str(out_dir)}
+    for key in ("psnr_observed", "psnr_final", "psnr_ema_final", "psnr_best", "ssim_final", "es_psnr", "es_gap",
+                "psnr_obs_final"):
+        vals = [r["metrics"][key] for r in per if r["metrics"][key] is not None]
+        summary[key] = round(sum(vals) / len(vals), 4) if len(vals) == k else None
+    summary["fit_metrics"] = [r["metrics"] for r in per]
+    write_json(out_dir / "metrics.json", summary)
+    return {"metrics": summary, "fits": per, "restored": per[0]["restored"], "output_dir": out_dir}
+
+
+def panel_of(observed: torch.Tensor, restored: torch.Tensor, gt: torch.Tensor | None, metrics: dict) -> torch.Tensor:
+    """observation | restored | ground truth, each labelled with its PSNR against the ground truth."""
+    def label(name: str, key: str) -> str:
+        v = metrics.get(key)
+        return name if v is None else f"{name} {v:.2f} dB"
+
+    images, labels = [observed, restored], [label("observation", "psnr_observed"), label("restored", "psnr_final")]
+    if gt is not None:
+        images.append(gt[0])
+        labels.append("ground truth")
+    return panel(images, labels)
+
+
+def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict) -> dict:
+    """The files and metrics of fit ``i`` (channels i·C … (i+1)·C of the packed tensors)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prob, task = fit.prob, fit.task
+    sl = lambda x: None if x is None else module.fit_slice(x, i)  # noqa: E731
+    final = sl(module.final_image())[0]
+    ema = sl(module.ema_image())
+    y_obs = sl(crop(module.y, module.obs_box))
+    gt = prob.x_true
+    save_image(final, out_dir / "restored.png")
+    save_image(prob.y[0], out_dir / "observed.png")
+    if ema is not None:
+        save_image(ema[0], out_dir / "restored_ema.png")
+    if gt is not None:
+        save_image(sl(module.best_image)[0], out_dir / "restored_best.png")
+
+    es_cb = cbs.get("es")
+    es = es_cb.result(i) if es_cb is not None else {"es_step": None, "es_detected": False, "es_method": None}
+    es_image = sl(es_cb.image.cpu()) if (es_cb is not None and es["es_step"] is not None) else None
+    if es_image is not None:
+        save_image(es_image[0], out_dir / "restored_es.png")
+    history = module.history_dict(i)
+    best_step = int(module.best_step[i]) if gt is not None else None
+    plot_curves(history, out_dir / "psnr.png", best_step, es["es_step"],
+                title=f"{type(task).__name__} · {type(fit.net).__name__}")
+    baseline = task.baseline(prob.y) if gt is not None else None
+    if baseline is not None and baseline.shape != gt.shape:
+        baseline = None
+    psnr_best = _f(module.best_psnr[i]) if gt is not None else None
+    es_psnr = _f(psnr(es_image, gt)) if (es_image is not None and gt is not None) else None
+    metrics = {
+        **common,
+        "task": type(task).__name__,
+        "seed": fit.seed,
+        "image_size": list(final.shape[-2:]),
+        "channels": int(final.shape[0]),
+        "ground_truth": gt is not None,
+        "psnr_observed": _f(psnr(baseline, gt)) if baseline is not None else None,
+        "psnr_final": _f(psnr(final[None], gt)) if gt is not None else None,
+        "psnr_ema_final": _f(psnr(ema, gt)) if (gt is not None and ema is not None) else None,
+        "psnr_best": psnr_best,
+        "best_step": best_step,
+        "ssim_final": _f(ssim(final[None], gt)) if gt is not None else None,
+        "psnr_obs_final": _f(psnr(crop(task(sl(module.last_out)), module.obs_box), y_obs)),
+        "psnr_ema_obs_final": (_f(psnr(crop(task(sl(module.ema)), module.obs_box), y_obs))
+                               if ema is not None else None),
+        **es,
+        "es_psnr": es_psnr,
+        "es_gap": round(psnr_best - es_psnr, 4) if (psnr_best is not None and es_psnr is not None) else None,
+        "backtracks": int(module.backtracks[i]),
+        "output_dir": str(out_dir),
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    save_image(panel_of(prob.y[0], final, gt, metrics), out_dir / "panel.png")
+    return {"metrics": metrics, "restored": final, "restored_ema": None if ema is None else ema[0],
+            "ground_truth": None if gt is None else gt[0], "history": history, "output_dir": out_dir}

@@ -1,77 +1,46 @@
 #!/usr/bin/env python
-"""One table and one plot for a sweep: every job's metrics.json and overrides.
+"""One report for any sweep folder: every job, the groups' mean ± std over seeds, curves, images.
 
-    python scripts/collect.py SWEEP_DIR [--metric psnr_best] [--ascending] [--top 20]
+    python scripts/collect.py SWEEP_DIR [--metric psnr_eval] [--ascending] [--top 20]
 
-Finds the job folders under SWEEP_DIR (any layout: the basic, joblib and gpus launchers' ``N/``,
-submitit's, Optuna's; hidden folders such as ``.submitit`` are skipped), reads ``metrics.json`` and
-``.hydra/overrides.yaml`` of each (a job without metrics.json is listed with status ``missing``),
-sorts by the metric (descending unless --ascending; jobs without it last), prints the table and
-writes ``SWEEP_DIR/summary.csv``, ``summary.md`` and ``summary.png`` (the metric vs the swept
-parameter when one numeric parameter varies, seeds aside; else a bar chart of the top jobs).
+Reads every job under SWEEP_DIR (the basic, joblib, gpus and submitit launchers, Optuna, a suite,
+a comparison, packed jobs; ``dip_lightning.report.jobs``) and writes there:
+
+- ``summary.md``: the groups (jobs grouped by the swept parameters other than the seed and the
+  image) with the metric's mean ± standard deviation and n; per image and group over seeds with an
+  average row, and for a suite (``suite.json``, written by reproduce.py) the paper's value and Δ;
+  the failed and missing fits, listed and not averaged; then every job.
+- ``summary.csv``: every job (status, swept parameters, metrics), sorted by the metric;
+  ``groups.csv``: the statistics (kind group / image / average, n, mean, std, paper, delta).
+- ``summary.png`` (the metric per job), ``curves.png`` (each group's mean curve, min–max band),
+  ``grid.png`` (observation | each group's image | ground truth), and ``report.html``: all of it
+  in one page with the command line and the environment, no external reference.
+- With the W&B logger, the group table is also logged as a ``wandb.Table``.
+
+The metric defaults to ``psnr_eval`` (the job's evaluation protocol) when the jobs have it, else
+``psnr_best``.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import math
 import re
 import sys
 from pathlib import Path
 
 import yaml
 
-METRICS = ["psnr_best", "best_step", "psnr_final", "psnr_ema_final", "ssim_final", "psnr_obs_final",
+try:
+    import dip_lightning  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dip_lightning.report import figures, html, tables
+from dip_lightning.report.jobs import fit_rows, job_dirs, natural_key, number, read_job
+
+METRICS = ["psnr_eval", "psnr_best", "best_step", "psnr_final", "psnr_ema_final", "ssim_final", "psnr_obs_final",
            "es_step", "es_psnr", "iters_done", "wall_s", "it_per_s"]
-
-
-def natural_key(path: Path) -> list:
-    """Sort '2' before '10'."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
-def job_dirs(sweep: Path) -> list[Path]:
-    """Folders under ``sweep`` with a metrics.json or a .hydra/overrides.yaml, outside hidden and wandb
-    folders, less the ``fit<k>/`` folders of packed jobs."""
-    found = set()
-    for path in sweep.rglob("*"):
-        if path.name == "metrics.json":
-            job = path.parent
-        elif path.name == "overrides.yaml" and path.parent.name == ".hydra":
-            job = path.parent.parent
-        else:
-            continue
-        parts = job.relative_to(sweep).parts
-        if not any(p.startswith(".") or p == "wandb" for p in parts):
-            found.add(job)
-    # a packed job (pack=K) is one row, its metrics.json the means; its fit<k>/ folders are not jobs
-    found = {j for j in found if not (re.fullmatch(r"fit\d+", j.name) and j.parent in found)}
-    return sorted(found, key=lambda d: natural_key(d.relative_to(sweep)))
-
-
-def number(value) -> float | None:
-    """A finite float, or None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def read_job(sweep: Path, job: Path) -> dict:
-    """One row: job, status, reason, the overrides as {key: value} and the metrics."""
-    mpath, opath = job / "metrics.json", job / ".hydra" / "overrides.yaml"
-    metrics = json.loads(mpath.read_text()) if mpath.is_file() else {}
-    overrides = yaml.safe_load(opath.read_text()) if opath.is_file() else metrics.get("overrides")
-    params = {}
-    for item in overrides or []:
-        key, _, value = str(item).partition("=")
-        params[key.lstrip("+~")] = value
-    return {"job": str(job.relative_to(sweep)) or ".", "status": metrics.get("status") or "missing",
-            "reason": metrics.get("reason") or "", "params": params, "metrics": metrics}
 
 
 def varying_keys(rows: list[dict]) -> list[str]:
@@ -103,10 +72,8 @@ def build_table(rows: list[dict], metric: str, ascending: bool) -> tuple[list[st
         v = number(r["metrics"].get(metric))
         return (v is None, 0.0 if v is None else (v if ascending else -v), natural_key(Path(r["job"])))
 
-    table = []
-    for r in sorted(rows, key=key):
-        table.append([r["job"], r["status"], *(r["params"].get(k, "") for k in swept),
-                      *(r["metrics"].get(m) for m in [metric, *others]), r["reason"]])
+    table = [[r["job"], r["status"], *(r["params"].get(k, "") for k in swept),
+              *(r["metrics"].get(m) for m in [metric, *others]), r["reason"]] for r in sorted(rows, key=key)]
     return header, table
 
 
@@ -117,91 +84,88 @@ def markdown(header: list[str], table: list[list]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], metric: str, ascending: bool, path: Path, top: int) -> None:
-    """The metric vs the one numeric swept parameter (seeds as repeats), else a bar chart of the top jobs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    swept = [k for k in varying_keys(rows) if k != "seed"] if len(rows) > 1 else []
-    done = [r for r in rows if number(r["metrics"].get(metric)) is not None]
-    numeric = len(swept) == 1 and all(number(r["params"].get(swept[0])) is not None for r in done)
-    height = 4.2 if numeric or not done else 1.6 + 0.25 * min(len(done), top)
-    fig, ax = plt.subplots(figsize=(7 if numeric else 9, height))
-    if not done:
-        ax.text(0.5, 0.5, f"no job has {metric}", ha="center", va="center")
-        ax.set_axis_off()
-    elif numeric:
-        name = swept[0]
-        xs = [number(r["params"][name]) for r in done]
-        ys = [number(r["metrics"][metric]) for r in done]
-        ax.scatter(xs, ys, alpha=0.6, label="jobs")
-        means = {x: sum(y for xx, y in zip(xs, ys) if xx == x) / xs.count(x) for x in sorted(set(xs))}
-        ax.plot(list(means), list(means.values()), "-o", color="C1", label="mean")
-        if min(xs) > 0 and max(xs) / min(xs) >= 10:
-            ax.set_xscale("log")
-        ax.set_xlabel(name)
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric} vs {name} ({len(done)} of {len(rows)} jobs)")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    else:
-        ranked = sorted(done, key=lambda r: number(r["metrics"][metric]), reverse=not ascending)[:top]
-        labels = [" ".join([f"#{r['job']}"] + [f"{k}={fmt(r['params'].get(k))}" for k in swept])[:70] for r in ranked]
-        values = [number(r["metrics"][metric]) for r in ranked]
-        ax.barh(range(len(ranked)), values, color="C0")
-        for i, v in enumerate(values):
-            ax.text(v, i, f" {v:.4g}", va="center", fontsize=7)
-        ax.set_yticks(range(len(ranked)), labels, fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xlabel(metric)
-        ax.set_title(f"top {len(ranked)} of {len(rows)} jobs")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows([["" if v is None else v for v in r] for r in rows])
 
 
-def collect(sweep: Path, metric: str = "psnr_best", ascending: bool = False, top: int = 20) -> str:
-    """Write summary.csv, summary.md and summary.png into ``sweep``; return the markdown."""
-    jobs = job_dirs(sweep)
-    if not jobs:
+def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top: int = 20) -> str:
+    """Write the report files into ``sweep`` (see the module docstring); return summary.md's text."""
+    dirs = job_dirs(sweep)
+    if not dirs:
         raise SystemExit(f"collect.py: no job folder (metrics.json or .hydra/overrides.yaml) under {sweep}")
-    rows = [read_job(sweep, j) for j in jobs]
-    header, table = build_table(rows, metric, ascending)
-    with open(sweep / "summary.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows([["" if v is None else v for v in row] for row in table])
-    swept = set(varying_keys(rows)) if len(rows) > 1 else set()
-    fixed = {k: v for r in rows for k, v in r["params"].items() if k not in swept}
-    failed = sum(r["status"] not in ("completed", "early_stopped") for r in rows)
-    lines = [f"# Sweep {sweep}", "",
-             f"{len(rows)} jobs ({failed} not completed), sorted by {metric} "
-             f"({'ascending' if ascending else 'descending'}).", ""]
-    if fixed and len(rows) > 1:
+    jobs = [read_job(sweep, j) for j in dirs]
+    fits = fit_rows(jobs)
+    if metric is None:
+        metric = "psnr_eval" if any(number(r.metrics.get("psnr_eval")) is not None for r in fits) else "psnr_best"
+    suite = json.loads((sweep / "suite.json").read_text()) if (sweep / "suite.json").is_file() else {}
+    eval_output = suite.get("eval_output") or next((r.metrics.get("eval_output") for r in fits
+                                                   if r.metrics.get("eval_output")), None)
+
+    groups = tables.group_table(fits, metric)
+    per_image = tables.image_table(fits, metric, suite.get("paper"), suite.get("paper_average"))
+    varies = len({r.image for r in fits}) > 1 or bool(suite)
+    header, table = build_table(jobs, metric, ascending)
+    write_csv(sweep / "summary.csv", header, table)
+    stat_cols = ["kind", "group", "image", "n", "mean", "std", "paper", "delta"]
+    write_csv(sweep / "groups.csv", stat_cols,
+              [["group", g["group"], "", g["n"], g["mean"], g["std"], "", ""] for g in groups]
+              + [["average" if r["image"] == "average" else "image", r["group"], r["image"], r["n"], r["mean"],
+                  r["std"], r["paper"], r["delta"]] for r in per_image])
+
+    swept = set(varying_keys(jobs)) if len(jobs) > 1 else set()
+    fixed = {k: v for r in jobs for k, v in r["params"].items() if k not in swept}
+    failed = sum(r["status"] not in ("completed", "early_stopped") for r in jobs)
+    scored = f" of the {eval_output} output" if eval_output else ""
+    lines = [f"# Sweep {sweep}", "", f"{len(jobs)} jobs ({failed} not completed), {len(fits)} fits; "
+             f"metric {metric}{scored}; jobs sorted by it ({'ascending' if ascending else 'descending'}).", ""]
+    if suite:
+        lines += [f"Suite {suite.get('suite')}: protocol {suite.get('eval_protocol')}, scored image "
+                  f"{suite.get('eval_output')}; Δ = ours − paper (the average's: Δ of the mean; ± is the "
+                  f"seeds' spread).", ""]
+    if fixed and len(jobs) > 1:
         lines += ["Fixed: " + " ".join(f"`{k}={v}`" for k, v in fixed.items()), ""]
     results = sweep / "optimization_results.yaml"
     if results.is_file():
         best = yaml.safe_load(results.read_text()) or {}
         lines += [f"Optuna best: {best.get('best_value')} with {best.get('best_params')}", ""]
-    text = "\n".join(lines) + "\n" + markdown(header, table) + "\n"
+    sections = [("Groups", tables.group_markdown(groups, metric))]
+    if varies:
+        sections.append(("Per image", tables.image_markdown(per_image, metric, bool(suite))))
+    sections.append(("Not counted", tables.failed_markdown(fits, metric)))
+    sections.append(("Jobs", markdown(header, table)))
+    body = "\n\n".join(f"## {h}\n\n{md}" for h, md in sections if md)
+    text = "\n".join(lines) + "\n" + body + "\n"
     (sweep / "summary.md").write_text(text)
-    plot(rows, metric, ascending, sweep / "summary.png", top)
+
+    figures.plot_metric(jobs, sorted(swept, key=list(swept).index) if swept else [], metric, ascending,
+                        sweep / "summary.png", top)
+    figures.plot_curves(fits, metric, sweep / "curves.png", eval_output)
+    figures.plot_grid(fits, metric, sweep / "grid.png", eval_output)
+    html.write_html(sweep / "report.html", f"Sweep {sweep.name}", [("Summary", "\n".join(lines))] + sections,
+                    [("PSNR curves", sweep / "curves.png"), ("Images", sweep / "grid.png"),
+                     (f"{metric} per job", sweep / "summary.png")], html.command_line(sweep), html.environment(sweep))
+    if html.uses_wandb(sweep):
+        html.log_wandb_table(sweep, stat_cols[1:], [[g["group"], "", g["n"], g["mean"], g["std"], None, None]
+                                                    for g in groups])
     return text
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="the sweep's folder (hydra.sweep.dir)")
-    parser.add_argument("--metric", default="psnr_best", help="metrics.json key to sort and plot by")
+    parser.add_argument("--metric", default=None, help="metrics.json key to group, sort and plot by "
+                                                       "(default psnr_eval when the jobs have it, else psnr_best)")
     parser.add_argument("--ascending", action="store_true", help="smallest first (e.g. --metric wall_s)")
     parser.add_argument("--top", type=int, default=20, help="jobs in the bar chart")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a folder")
     print(collect(args.sweep_dir, args.metric, args.ascending, args.top))
-    print(f"wrote {args.sweep_dir / 'summary.csv'}, summary.md, summary.png", file=sys.stderr)
+    print(f"wrote {args.sweep_dir / 'summary.md'}, summary.csv, groups.csv, curves.png, grid.png, report.html",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,17 @@ from pathlib import Path
 from dip_lightning.api import compose_config
 from dip_lightning.flops import step_flops
 from dip_lightning.io import IMAGE_EXT
-from dip_lightning.run import build, build_fit, run
+from dip_lightning.instantiate import instantiate
+from dip_lightning.overrides import QUIET
+from dip_lightning.problem import build_fit
+from dip_lightning.run import run
 
-QUIET = ["trainer.enable_progress_bar=false", "snapshot_every=0", "snapshot_log_spaced=false"]
 COLUMNS = ["net", "params", "gflop_per_iter", "it_per_s", "psnr_final", "psnr_best", "psnr_ema_final", "best_step"]
 
 
 def flops_per_iter(cfg) -> float:
     """GFLOP of one training step of the composed configuration (built as run() builds it)."""
-    fit = build_fit(cfg, int(cfg.seed), cfg.image, None, build(cfg.input))
+    fit = build_fit(cfg, int(cfg.seed), cfg.image, None, instantiate(cfg.input))
     return step_flops(fit.net, fit.z, fit.task, fit.prob.y_padded) / 1e9
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from dip_lightning import paper
 from dip_lightning.api import compose_config, to_overrides
-from dip_lightning.evaluate import psnr_full, psnr_y_shaved
+from dip_lightning.metrics import psnr_full, psnr_y_shaved
 from dip_lightning.io import IMAGE_EXT, load_image
+from dip_lightning.overrides import QUIET
 from dip_lightning.run import run
 
 
@@ -49,7 +50,6 @@ SUITES = {
     "denoise-kodak24-25": Suite("kodak24", ["experiment=paper_denoise"], "full"),
 }
 QUICK = ["resize=64", "iters=60", "eval_every=5"]
-QUIET = ["logger=none", "trainer.enable_progress_bar=false", "snapshot_every=0", "snapshot_log_spaced=false"]
 
 
 def evaluate(result: dict, metric: str) -> float:

@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from dip_lightning.overrides import QUIET as SCRIPT_QUIET
+
 torch.set_num_threads(1)
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -24,7 +26,8 @@ SMALL_NETS = {
     "decoder": ["net.channels=[8,8,8]"],
     "convdecoder": ["net.channels=[8,8,8]"],
 }
-QUIET = ["trainer.enable_progress_bar=false", "logger=none", "snapshot_every=0", "threads=1"]
+#: the scripts' quiet overrides, one thread
+QUIET = [*SCRIPT_QUIET, "threads=1"]
 
 
 def synthetic_image(height: int = 37, width: int = 29, channels: int = 3, seed: int = 0) -> np.ndarray:

@@ -57,3 +57,45 @@ def test_python_dash_m_is_the_same_cli(tmp_path, image_file):
            "logger=none", "trainer.enable_progress_bar=false", "threads=1", *TINY_NET, f"hydra.run.dir={out}"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     assert (out / "metrics.json").is_file()
+
+
+def test_cli_prints_the_run_folder_progress_and_one_summary_line(tmp_path, image_file):
+    """No Lightning start-up chatter (GPU/TPU lines, the litlogger tip, torch's LeafSpec warning)."""
+    out = tmp_path / "quiet"
+    cmd = [DIP_RESTORE, f"image={image_file(20, 24, 3)}", "iters=4", "input.depth=4", "logger=csv", "threads=1",
+           *TINY_NET, f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    text = proc.stdout + proc.stderr
+    for noise in ("GPU available", "TPU available", "litlogger", "LeafSpec", "Warning"):
+        assert noise not in text, (noise, text[-2000:])
+    assert f"run folder: {out}" in text
+    summary = [line for line in text.splitlines() if "steps in" in line]
+    assert len(summary) == 1 and "completed" in summary[0] and "dB" in summary[0] and str(out) in summary[0]
+
+
+def test_restore_leaves_the_allocator_alone_unless_asked(tmp_path):
+    """restore() runs inside someone else's process: cpu_malloc defaults to system there."""
+    kw = {"input.depth": 4, "trainer.enable_progress_bar": False, **TINY_NET_KW}
+    restore(synthetic_image(16, 16, 1), iters=1, logger="none", output_dir=tmp_path / "a", **kw)
+    cfg = (tmp_path / "a" / "config.yaml").read_text()
+    assert "cpu_malloc: system" in cfg
+    assert json.loads((tmp_path / "a" / "environment.json").read_text())["cpu_malloc_reuse"] is False
+    restore(synthetic_image(16, 16, 1), iters=1, logger="none", output_dir=tmp_path / "b", cpu_malloc="reuse", **kw)
+    assert "cpu_malloc: reuse" in (tmp_path / "b" / "config.yaml").read_text()
+
+
+def test_panel_is_labelled(tmp_path):
+    """panel.png: a caption strip (dark text on white) above observation | restored | ground truth,
+    enlarged so each small image is at least 112 px wide."""
+    from PIL import Image
+
+    restore(synthetic_image(20, 16, 3), iters=2, logger="none", output_dir=tmp_path / "p",
+            **{"input.depth": 4, "trainer.enable_progress_bar": False, **TINY_NET_KW})
+    a = np.asarray(Image.open(tmp_path / "p" / "panel.png").convert("L"))
+    zoom = -(-112 // 16)
+    assert a.shape == (16 + 20 * zoom, 3 * 16 * zoom + 2 * 4)
+    strip = a[:16]
+    assert strip.max() == 255 and strip.min() < 100  # text
+    for col in range(3):  # every column has its caption
+        x0 = col * (16 * zoom + 4)
+        assert strip[:, x0:x0 + 16 * zoom].min() < 100, col

@@ -109,8 +109,8 @@ def test_bare_loop_is_the_lightning_step(tmp_path, precision):
 
     args = bench.parse_args(["--quick", "--threads", "1", "--steps", "3", "--warmup", "1", "--precision", precision])
     cfg = compose_config(bench.config_overrides(args, tmp_path) + ["eval_every=2"])
-    with bench._quiet_session(threads=1):
-        lit, _ = bench.lightning_fit(cfg)
+    with bench.quiet_session(threads=1):
+        lit, _, _ = bench.lightning_fit(cfg)
         bare, _ = bench.bare_fit(cfg, "cpu", precision)
     a, b = lit.state_dict(), bare.state_dict()
     assert a.keys() == b.keys()

@@ -104,12 +104,11 @@ def test_resume_into_the_other_memory_format(compose_cfg, image_file):
 
 @pytest.mark.parametrize("sync_free", [False, True])
 def test_on_train_start_gives_moments_and_snapshot_their_parameters_layout(compose_cfg, image_file, sync_free):
-    from dip_lightning.bench import capture_module
+    from dip_lightning.backtrack import state_tensors
+    from dip_lightning.run import build
 
-    module = capture_module(compose_cfg(f"image={image_file(20, 20, 3)}", "iters=4", "input.depth=4", *QUIET,
-                                        *TINY_NET, "memory_format=channels_last",
-                                        "trainer._target_=dip_lightning.bench.make_trainer"))
-    module.sync_free_backtrack = sync_free
+    module = build(compose_cfg(f"image={image_file(20, 20, 3)}", "iters=4", "input.depth=4", *QUIET, *TINY_NET,
+                               "memory_format=channels_last")).module
     opt = module.configure_optimizers()
     module.optimizers = lambda use_pl_optimizer=True: opt
     module.net(module.z).mean().backward()
@@ -120,16 +119,16 @@ def test_on_train_start_gives_moments_and_snapshot_their_parameters_layout(compo
     for p in params:  # as a checkpoint from an NCHW run would give them
         for key in ("exp_avg", "exp_avg_sq"):
             opt.state[p][key] = opt.state[p][key].contiguous()
-    module._snapshot = [t.contiguous().clone() for t in module._state_tensors()]
-    before = [t.clone() for t in module._snapshot]
+    module.backtracker.snapshot = [t.contiguous().clone() for t in state_tensors(opt)]
+    before = [t.clone() for t in module.backtracker.snapshot]
     module.on_train_start()
-    tensors = module._state_tensors()
+    tensors = state_tensors(opt)
     for p in params:
         for key in ("exp_avg", "exp_avg_sq"):
             assert opt.state[p][key].stride() == p.stride()
-    for s, t, b in zip(module._snapshot, tensors, before):
+    for s, t, b in zip(module.backtracker.snapshot, tensors, before):
         assert s.stride() == t.stride() and torch.equal(s, b)
     # a restore now puts back exactly the snapshot's values
-    module._backtrack(torch.tensor([False]))
-    for t, b in zip(module._state_tensors(), before):
+    module.backtracker.update(torch.tensor([False]), opt, sync_free)
+    for t, b in zip(state_tensors(opt), before):
         assert torch.equal(t, b)

@@ -72,24 +72,21 @@ def test_backtracking_restores_the_last_good_parameters(compose_cfg, image_file)
 
 
 def test_backtrack_mechanism_directly():
-    from dip_lightning.module import DIPModule
+    from dip_lightning.backtrack import Backtracker
 
     p = torch.nn.Parameter(torch.ones(3))
-    mod = DIPModule.__new__(DIPModule)
-    torch.nn.Module.__init__(mod)
-    mod.net = torch.nn.ParameterList([p])
-    mod._snapshot, mod.fits = None, 1
-    mod.optimizers = lambda: torch.optim.SGD([p], lr=0.1)
-    mod._backtrack(torch.tensor(True))  # first call: snapshot
+    opt = torch.optim.SGD([p], lr=0.1)
+    guard = Backtracker(fits=1)
+    guard.update(torch.tensor(True), opt)  # first call: snapshot
     with torch.no_grad():
         p.mul_(7)
     p.grad = torch.ones(3)
-    mod._backtrack(torch.tensor(False))  # bad step: restored, gradient zeroed
+    guard.update(torch.tensor(False), opt)  # bad step: restored, gradient zeroed
     assert torch.equal(p.data, torch.ones(3)) and torch.equal(p.grad, torch.zeros(3))
     with torch.no_grad():
         p.mul_(2)
-    mod._backtrack(torch.tensor(True))  # good step: kept, becomes the snapshot
-    assert torch.equal(p.data, torch.full((3,), 2.0)) and torch.equal(mod._snapshot[0], p.data)
+    guard.update(torch.tensor(True), opt)  # good step: kept, becomes the snapshot
+    assert torch.equal(p.data, torch.full((3,), 2.0)) and torch.equal(guard.snapshot[0], p.data)
 
 
 def test_csv_logger_gets_the_curves(compose_cfg, image_file):

@@ -93,7 +93,7 @@ def test_compare_table_and_plot(tmp_path, image_file):
 
 def test_sr_protocol_shaves_the_border():
     import torch
-    from dip_lightning.evaluate import psnr_y_shaved, rgb_to_y
+    from dip_lightning.metrics import psnr_y_shaved, rgb_to_y
 
     a = torch.rand(3, 20, 20)
     b = a.clone()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from dip_lightning.module import psnr
+from dip_lightning.metrics import psnr
 from dip_lightning.ops import gaussian_kernel
 from dip_lightning.run import run
 from dip_lightning.tasks import Deblur, Denoise, JPEGArtifacts, Restore

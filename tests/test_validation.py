@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from PIL import Image
 
-import dip_lightning.run as runmod
+import dip_lightning.checks as checks
 from dip_lightning.run import run
 from conftest import QUIET, TINY_NET, synthetic_image
 
@@ -131,7 +131,7 @@ def test_rgba_alpha_dropped_with_a_note_or_used_as_mask(tiny, tmp_path):
 
 
 def test_huge_image_is_refused_before_allocating(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(runmod, "available_bytes", lambda device="cpu": 10 * 2 ** 20)  # 10 MiB free
+    monkeypatch.setattr(checks, "available_bytes", lambda device="cpu": 10 * 2 ** 20)  # 10 MiB free
     img = write(tmp_path / "big.png", (synthetic_image(200, 300, 3) * 255).astype(np.uint8))
     with pytest.raises(MemoryError, match="GiB .* free; shrink it with resize"):
         run(tiny(f"image={img}"))

@@ -8,7 +8,14 @@ import torch
 
 
 class Throughput(pl.Callback):
-    """Times steps ``warmup+1 … last``. Synchronises CUDA only at those two instants."""
+    """Times steps ``warmup+1 … last``. Synchronises CUDA only at those two instants.
+
+    Why not Lightning's own: ``ThroughputMonitor`` calls ``torch.cuda.synchronize()`` at every
+    batch end (pytorch_lightning 2.6, ``ThroughputMonitor._update``), a host sync per step that the
+    sync-free step exists to avoid, and it needs a ``batch_size_fn`` for what is here a step
+    index. ``Timer`` times whole stages, so it cannot leave out the warm-up steps (the first steps
+    and ``torch.compile``'s compilation), which ``it_per_s`` must exclude.
+    """
 
     def __init__(self, warmup: int = 5):
         self.warmup = max(1, int(warmup))

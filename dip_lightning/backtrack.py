@@ -1,0 +1,119 @@
+"""The collapse guard of the original code: restore the last good step's state.
+
+DIP's denoising recipe (Ulyanov et al. 2018, supplementary) watches PSNR(A(x̂), y) and, when it
+drops by more than ``backtrack_db`` from one step to the next, puts the parameters and the
+optimiser's moments back to the last good step's. ``Backtracker.update(good, optimizer)`` does
+that per fit (``good`` is a length-K bool vector; every packed tensor holds the K fits' blocks
+along dim 0) and then keeps the (possibly restored) state as the new snapshot.
+
+Two ways of doing it, equal to the bit (tested):
+- CPU (``sync_free=False``): reading ``good`` costs nothing there, so the usual all-good step is
+  one fused copy of every tensor into the snapshot.
+- GPU (``sync_free=True``): no host read; a handful of kernels over flat copies of all tensors
+  (``dip_lightning.flatstate``) select each element from the step or the snapshot.
+"""
+from __future__ import annotations
+
+import torch
+
+from dip_lightning.flatstate import FlatState
+
+
+def parameters(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    """The optimiser's parameters, in order (the network's, as ``configure_optimizers`` gave them)."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The parameters' data, then every per-parameter moment of the optimiser (Adam's exp_avg and
+    exp_avg_sq, SGD's momentum, …): the state a restore puts back."""
+    params = parameters(optimizer)
+    out = [p.data for p in params]
+    for p in params:
+        for v in optimizer.state.get(p, {}).values():
+            if torch.is_tensor(v) and v.shape == p.shape:
+                out.append(v)
+    return out
+
+
+def like(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``v``'s values in ``p``'s memory layout (``v`` itself when the strides already agree)."""
+    return v if v.stride() == p.stride() else torch.empty_like(p).copy_(v)
+
+
+class Backtracker:
+    """The snapshot of the last good step, and the restore (see the module docstring).
+
+    It is handed the optimiser at every call: the parameters and moments are the optimiser's
+    (the gradients of a bad step are zeroed too). ``fits``: K, the number of packed fits.
+    """
+
+    def __init__(self, fits: int = 1):
+        self.fits = int(fits)
+        self.snapshot: list[torch.Tensor] | None = None
+        self._snap_flat: torch.Tensor | None = None
+        self._flat_states: dict = {}
+
+    def update(self, good: torch.Tensor, optimizer: torch.optim.Optimizer, sync_free: bool | None = None) -> None:
+        """Where ``good`` is False restore the snapshot's values; then snapshot the state.
+        ``sync_free`` None: on any device but the CPU."""
+        params, tensors = parameters(optimizer), state_tensors(optimizer)
+        if self.snapshot is None or len(self.snapshot) != len(tensors):
+            self.snapshot = [t.detach().clone() for t in tensors]
+            self._snap_flat = None
+            return
+        if sync_free is None:
+            sync_free = good.device.type != "cpu"
+        if not sync_free:
+            if bool(good.all()):
+                torch._foreach_copy_(self.snapshot, tensors)
+                return
+        elif self._update_flat(good, tensors, params):
+            return
+        masks = [self._keep_mask(good, t) for t in tensors]
+        for t, s, keep in zip(tensors, self.snapshot, masks):
+            t.copy_(torch.where(keep, t, s))
+            s.copy_(t)
+        for p, keep in zip(params, masks):  # the first tensors are the parameters
+            if p.grad is not None:
+                p.grad.copy_(torch.where(keep, p.grad, 0.0))
+
+    def _update_flat(self, good: torch.Tensor, tensors: list[torch.Tensor], params: list[torch.Tensor]) -> bool:
+        """The sync-free restore on flat copies of all tensors at once; False where a tensor is not
+        dense (the caller then goes tensor by tensor)."""
+        grads = [p.grad for p in params]
+        state = FlatState.cached(self._flat_states, tensors, self.fits)
+        grad_state = FlatState.cached(self._flat_states, grads, self.fits) if all(g is not None for g in grads) else None
+        if state is None or (grads and grad_state is None):
+            return False
+        snap = self._snap_flat
+        if snap is None or not state.holds(self.snapshot, snap):  # first time, or a resumed snapshot
+            snap = state.gather(self.snapshot)
+        new = state.select(good, state.gather(tensors), snap)
+        state.scatter(new, tensors)
+        self._snap_flat, self.snapshot = new, state.views(new, tensors)
+        if grad_state is not None:
+            flat = grad_state.gather(grads)
+            grad_state.scatter(grad_state.select(good, flat, torch.zeros_like(flat[:1])), grads)
+        return True
+
+    def _keep_mask(self, good: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``good`` (K,) broadcast over a packed tensor whose dim 0 holds the K fits' blocks
+        (any memory format: no view of the data is taken)."""
+        return good.repeat_interleave(t.shape[0] // self.fits).view(-1, *([1] * (t.dim() - 1)))
+
+    # ------------------------------------------------------------------ checkpoints
+    def load(self, snapshot: list[torch.Tensor] | None, device: torch.device) -> None:
+        """A checkpoint's snapshot, on ``device``."""
+        self.snapshot = None if snapshot is None else [t.to(device) for t in snapshot]
+        self._snap_flat = None
+
+    def match_layouts(self, optimizer: torch.optim.Optimizer) -> None:
+        """The snapshot in the layout of the tensors it stands for (a checkpoint from a run with the
+        other ``memory_format`` keeps its strides; the flat select walks memory linearly)."""
+        if self.snapshot is None:
+            return
+        tensors = state_tensors(optimizer)
+        if len(tensors) == len(self.snapshot):
+            self.snapshot = [like(s, t) for s, t in zip(self.snapshot, tensors)]
+            self._snap_flat = None

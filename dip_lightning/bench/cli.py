@@ -1,0 +1,116 @@
+"""``scripts/benchmark.py``'s arguments, the real config's overrides they make, and ``main``."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from dip_lightning.overrides import QUIET
+
+#: Hydra overrides that make the benchmark measure the step only (no logging, stopping, images)
+STEP_ONLY = [*QUIET, "snapshot_log_spaced=false", "es=none", "ckpt_every=0"]
+
+#: --quick: small versions of the nets (the skip net: 3 levels of 8 channels, 4 input channels)
+QUICK_NET = {
+    "skip": ["net.channels_down=[8,8,8]", "net.channels_up=[8,8,8]", "net.channels_skip=[2,2,2]"],
+    "unet": ["net.feature_scale=16"],
+    "resnet": ["net.num_blocks=2", "net.num_channels=8"],
+    "decoder": ["net.channels=[8,8,8]"],
+    "convdecoder": ["net.channels=[8,8,8]"],
+    "texture": ["net.conv_num=4"],
+}
+QUICK = {"size": 32, "steps": 2, "warmup": 1, "repeats": 1}
+FULL = {"size": 256, "steps": 10, "warmup": 3, "repeats": 3}
+
+EAGER_BASELINE = ("the net run() builds, fresh, same class, with stock torch.nn.Conv2d(padding_mode='reflect') layers "
+                  "(the original code used ReflectionPad2d + Conv2d), eager fp32 NCHW, not compiled, torch.optim.Adam(lr=0.01), "
+                  "input jitter z + reg_noise_std*randn, loss mse(A(net(z)), y); no metrics, EMA or backtracking; "
+                  "in a fresh process with glibc's default allocator")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="it/s of the DIP training step: through Lightning, as a bare PyTorch loop, and the "
+                    "original eager fp32 way; FLOPs, achieved GFLOP/s, conv peak and peak memory.")
+    p.add_argument("--task", default="denoise", help="task config name (configs/task), default denoise")
+    p.add_argument("--net", default="skip", help="net config name (configs/net), default skip")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (default 256; --quick: 32)")
+    p.add_argument("--image", default="astronaut", help="image path or skimage sample (default astronaut)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (config compile=true)")
+    p.add_argument("--memory-format", choices=("channels_last", "contiguous"), default=None,
+                   help="the run's memory_format (default: the config's, channels_last)")
+    p.add_argument("--channels-last", action="store_const", const="channels_last", dest="memory_format",
+                   help="short for --memory-format channels_last")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny image and net, 2 steps, 1 repeat: all the fields in seconds")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats, median reported (default 3)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 10)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps before each repeat (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Hydra override of the real config (repeatable), e.g. optim.lr=0.02")
+    p.add_argument("--pack", type=int, default=None, metavar="K",
+                   help="also time K fits packed in one grouped net (pack=K) against K sequential fits")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N steps of the bare loop: the top operators by self time, per step")
+    p.add_argument("--json", dest="json_path", default=None, metavar="OUT", help="write the results here")
+    args = p.parse_args(argv)
+    if args.pack is not None and args.pack < 2:
+        p.error(f"--pack {args.pack}: give the number of packed fits, at least 2")
+    base = QUICK if args.quick else FULL
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for key, low in (("size", 8), ("steps", 1), ("warmup", 1), ("repeats", 1)):
+        if getattr(args, key) < low:
+            p.error(f"--{key} must be at least {low}")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be at least 1")
+    return args
+
+
+def config_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool = False) -> list[str]:
+    """The real config's overrides for this benchmark; ``eager``: the baseline's (no compile, NCHW, fp32)."""
+    compiled = False if eager else args.compile
+    fmt = "contiguous" if eager else args.memory_format  # None: the config's default
+    ov = [f"task={args.task}", f"net={args.net}", f"image={args.image}", f"resize={args.size}",
+          f"seed={args.seed}", f"iters={args.warmup + args.steps}", f"warmup_steps={args.warmup}",
+          f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.devices=1",
+          f"trainer.precision={'32-true' if eager else args.precision}",
+          *([f"memory_format={fmt}"] if fmt else []),
+          f"compile={'true' if compiled else 'false'}", *STEP_ONLY]
+    if args.threads is not None:
+        ov.append(f"threads={args.threads}")
+    if args.quick:
+        ov += QUICK_NET.get(args.net, []) + ["input.depth=4"]
+    ov += list(args.override)
+    if eager:  # the original code ran with glibc's defaults (after --override: it cannot change this)
+        ov.append("cpu_malloc=system")
+    ov.append(f"paths.output_dir={out_dir}")
+    return ov
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dip_lightning.bench.driver import benchmark
+    from dip_lightning.bench.report import format_table
+
+    args = parse_args(argv)
+    res = benchmark(args)
+    print(format_table(res))
+    if args.json_path:
+        path = Path(args.json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {path}")
+    bad = [k for k in ("it_per_s", "bare_it_per_s", "eager_baseline_it_per_s", "speedup_vs_eager")
+           if not (isinstance(res[k], float) and math.isfinite(res[k]) and res[k] > 0)]
+    if bad:
+        print(f"benchmark.py: error: non-finite results {bad}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,127 @@
+"""What is restored: the observation, its ground truth and the canvas the net paints on.
+
+``build_fits(cfg)`` makes every fit of a run (K when packed): the task (operator), the image, the
+network initialised from the fit's seed, the observation ``y = task.simulate(x)`` (or the user's
+own observed image), its padding to the net's multiple, and the fixed input z. Seeds: the net's
+weights come from ``torch.manual_seed(seed)``; the observation's noise / mask and then z are drawn
+from one ``torch.Generator`` seeded with ``seed``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from dip_lightning.instantiate import instantiate
+from dip_lightning.io import center_crop_to_multiple, lcm, load_alpha, load_image, pad_amounts, pil_resize
+from dip_lightning.tasks.base import Task
+
+
+@dataclass
+class Problem:
+    """A prepared restoration: padded observation, ground truth (or None), crop box on the canvas."""
+
+    y: torch.Tensor          # observation (1, C, h, w), unpadded
+    y_padded: torch.Tensor   # observation padded to the network's multiple
+    x_true: torch.Tensor | None
+    box: tuple[int, int, int, int]  # (top, left, H, W) of the restored image on the canvas
+    canvas: tuple[int, int]
+
+
+def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bool, fit_size: str,
+                    generator: torch.Generator, min_size: int | None = None) -> Problem:
+    """Make (or adopt) the observation and pad it so the restored canvas is a multiple of the net's.
+
+    ``fit_size='pad'``: reflection-pad the observation (and operator state, e.g. the mask) and crop
+    the result back, so every pixel is restored. ``'crop'``: the original code's centre crop to a
+    multiple (borders are lost; the restored image is smaller than the input). The canvas is at
+    least ``min_size`` (default two multiples: BatchNorm at the deepest level needs > 1 value per
+    channel, reflection padding needs more pixels than it pads).
+    """
+    if fit_size not in ("pad", "crop"):
+        raise ValueError(f"fit_size={fit_size!r}; choose pad (keep every pixel) or crop (the original's centre crop)")
+    s = int(task.scale)
+    obs_multiple = lcm(multiple, s) // s  # observation pixels per canvas multiple
+    x = image[None]
+    if observed or task.blind:
+        if fit_size == "crop":
+            h0, w0 = x.shape[-2:]
+            x = center_crop_to_multiple(x, obs_multiple)
+            task.crop_like(((h0 - x.shape[-2]) // 2, (w0 - x.shape[-1]) // 2, *x.shape[-2:]))
+        y, x_true = task.adopt(x), None
+    else:
+        x_true = task.crop_ground_truth(x)
+        if fit_size == "crop":
+            x_true = center_crop_to_multiple(x_true, lcm(multiple, s))
+        y = task.simulate(x_true, generator)
+    h, w = y.shape[-2:]
+    min_obs = -(-int(min_size or 2 * multiple) // s)
+    (pt, pb), (pl_, pr) = pad_amounts(h, obs_multiple, min_obs), pad_amounts(w, obs_multiple, min_obs)
+    pads = (pt, pb, pl_, pr)
+    y_padded = task.pad_observation(y, pads)
+    task.pad(pads)
+    canvas = (y_padded.shape[-2] * s, y_padded.shape[-1] * s)
+    box = (pt * s, pl_ * s, h * s, w * s)
+    return Problem(y=y, y_padded=y_padded, x_true=x_true, box=box, canvas=canvas)
+
+
+@dataclass
+class Fit:
+    """One restoration problem of a (possibly packed) run."""
+
+    seed: int
+    task: Task
+    net: torch.nn.Module
+    prob: Problem
+    z: torch.Tensor
+
+
+def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, make_input) -> Fit:
+    """Task, net (initialised from ``seed``), observation and input z of one fit, as a lone run makes them."""
+    task: Task = instantiate(cfg.task)
+    img = load_image(source if image is None else image, cfg.get("resize"))
+    if task.needs_alpha:
+        task.alpha = alpha_of(source, image, img)
+    torch.manual_seed(seed)  # network initialisation depends on the seed only
+    in_channels = task.input_channels or make_input.depth
+    net = instantiate(cfg.net, in_channels=in_channels, out_channels=img.shape[0])
+    generator = torch.Generator().manual_seed(seed)  # observation noise / mask, then z
+    prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), bool(cfg.observed),
+                           str(cfg.fit_size), generator, getattr(net, "min_size", None))
+    z = task.network_input()
+    if z is None:
+        z = make_input(*prob.canvas, generator)
+    return Fit(seed, task, net, prob, z)
+
+
+def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input) -> list[Fit]:
+    """K = ``pack`` fits: ``pack_images`` (one image per fit), each fitted with ``seed`` exactly as its
+    lone run would be; or ``image`` K times with seeds seed, seed+1, …"""
+    k = int(cfg.get("pack") or 1)
+    images = list(cfg.get("pack_images") or [])
+    if k < 1:
+        raise ValueError(f"pack={k} must be a positive number of fits")
+    if images and len(images) != k:
+        raise ValueError(f"pack_images has {len(images)} images but pack={k}; give one image per fit")
+    seed = int(cfg.seed)
+    fits = [build_fit(cfg, seed if images else seed + i, images[i] if images else cfg.image, image, make_input)
+            for i in range(k)]
+    first = fits[0].prob
+    for f in fits[1:]:
+        if (f.prob.canvas, f.prob.box) != (first.canvas, first.box) or f.prob.y.shape != first.y.shape:
+            raise ValueError(f"packed fits need images of one size and channel count: got {tuple(first.y.shape[1:])} "
+                             f"and {tuple(f.prob.y.shape[1:])} (C, H, W); resize them (resize=...) or pack=1")
+    return fits
+
+
+def alpha_of(source, image: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
+    """The image file's alpha channel (for task.mask=alpha), resized like the image."""
+    alpha = load_alpha(source) if image is None and Path(str(source)).is_file() else None
+    if alpha is None:
+        raise ValueError(f"task.mask=alpha but image={str(source)!r} has no alpha channel; give an RGBA/LA PNG "
+                         f"or another task.mask")
+    if alpha.shape[-2:] != img.shape[-2:]:
+        alpha = pil_resize(alpha, img.shape[-2], img.shape[-1], "nearest")
+    return alpha

@@ -1,0 +1,158 @@
+"""The report's pictures: each group's mean PSNR curve with its seeds' min–max band, and a grid of
+observation | each group's restored image | ground truth per image."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dip_lightning.report.jobs import FitRow, natural_key, number
+from dip_lightning.report.tables import counted, groups_of
+
+#: the image a fit is scored on, by ``eval_output``
+SCORED = {"final": "restored.png", "ema": "restored_ema.png", "best": "restored_best.png"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_curves(fit_dir: Path) -> dict[str, list[float]]:
+    """A fit's ``curves.csv`` (step and one column per metric), or {} when it has none."""
+    path = fit_dir / "curves.csv"
+    if not path.is_file():
+        return {}
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: [number(r[k]) if number(r[k]) is not None else math.nan for r in rows] for k in (rows[0] if rows else {})}
+
+
+def curve_key(rows: list[FitRow], eval_output: str | None) -> str:
+    """The curve that matches the scored image: vs the ground truth when there is one, else vs y."""
+    gt = any(r.metrics.get("ground_truth") for r in rows)
+    if not gt:
+        return "psnr/obs"
+    return "psnr_ema/gt" if eval_output == "ema" else "psnr/gt"
+
+
+def plot_curves(rows: list[FitRow], metric: str, path: Path, eval_output: str | None = None) -> bool:
+    """curves.png: per group the mean curve over its fits and a min–max band; False if no curves."""
+    key = curve_key(rows, eval_output)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=100)
+    drawn = 0
+    for i, (label, members) in enumerate(groups_of(counted(rows, metric)).items()):
+        curves = [read_curves(r.dir) for r in members]
+        curves = [c for c in curves if c.get(key)]
+        if not curves:
+            continue
+        n = min(len(c[key]) for c in curves)
+        steps = curves[0]["step"][:n]
+        ys = np.array([c[key][:n] for c in curves], dtype=float)
+        color = f"C{i % 10}"
+        ax.plot(steps, np.nanmean(ys, 0), color=color, label=f"{label} (n={len(curves)})")
+        ax.fill_between(steps, np.nanmin(ys, 0), np.nanmax(ys, 0), color=color, alpha=0.2, lw=0)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{key} (dB)")
+    ax.set_title("mean over seeds and images, band: min–max")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _load(path: Path) -> np.ndarray | None:
+    from PIL import Image
+
+    if not path.is_file():
+        return None
+    a = np.asarray(Image.open(path).convert("RGB"))
+    return a
+
+
+def plot_grid(rows: list[FitRow], metric: str, path: Path, eval_output: str | None = None,
+              max_images: int = 8, max_groups: int = 6) -> bool:
+    """grid.png: per image (row) the observation, each group's scored image of its first seed and
+    the ground truth, titled with the metric; False when no fit left images."""
+    groups = list(groups_of(counted(rows, metric)).items())[:max_groups]
+    images = sorted({r.image for _, m in groups for r in m}, key=natural_key)[:max_images]
+    if not images:
+        return False
+    name = SCORED.get(eval_output or "final", "restored.png")
+    plt = _pyplot()
+    cols = 2 + len(groups)
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.3 * len(images)), dpi=100, squeeze=False)
+    for i, image in enumerate(images):
+        first = {label: min((r for r in m if r.image == image), key=lambda r: (r.seed is None, r.seed or 0),
+                            default=None) for label, m in groups}
+        any_fit = next((r for r in first.values() if r is not None), None)
+        panels = [("observation", _load(any_fit.dir / "observed.png") if any_fit else None)]
+        for label, r in first.items():
+            title = label if r is None else f"{label}\n{number(r.metrics[metric]):.2f} dB (seed {r.seed})"
+            panels.append((title, None if r is None else _load(r.dir / name)))
+        panels.append(("ground truth", _load(any_fit.dir / "ground_truth.png") if any_fit else None))
+        for j, (title, a) in enumerate(panels):
+            ax = axes[i][j]
+            if a is not None:
+                ax.imshow(a, interpolation="nearest")
+            ax.set_title(f"{image}: {title}" if j == 0 else title, fontsize=7)
+            ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def plot_metric(jobs: list[dict], swept: list[str], metric: str, ascending: bool, path: Path, top: int) -> None:
+    """summary.png: the metric vs the one numeric swept parameter (seeds as repeats), else a bar
+    chart of the top jobs."""
+    plt = _pyplot()
+    swept = [k for k in swept if k != "seed"] if len(jobs) > 1 else []
+    done = [r for r in jobs if number(r["metrics"].get(metric)) is not None]
+    numeric = len(swept) == 1 and all(number(r["params"].get(swept[0])) is not None for r in done)
+    height = 4.2 if numeric or not done else 1.6 + 0.25 * min(len(done), top)
+    fig, ax = plt.subplots(figsize=(7 if numeric else 9, height))
+    if not done:
+        ax.text(0.5, 0.5, f"no job has {metric}", ha="center", va="center")
+        ax.set_axis_off()
+    elif numeric:
+        name = swept[0]
+        xs = [number(r["params"][name]) for r in done]
+        ys = [number(r["metrics"][metric]) for r in done]
+        ax.scatter(xs, ys, alpha=0.6, label="jobs")
+        means = {x: sum(y for xx, y in zip(xs, ys) if xx == x) / xs.count(x) for x in sorted(set(xs))}
+        ax.plot(list(means), list(means.values()), "-o", color="C1", label="mean")
+        if min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} vs {name} ({len(done)} of {len(jobs)} jobs)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    else:
+        ranked = sorted(done, key=lambda r: number(r["metrics"][metric]), reverse=not ascending)[:top]
+        labels = [" ".join([f"#{r['job']}"] + [f"{k}={r['params'].get(k)}" for k in swept])[:70] for r in ranked]
+        values = [number(r["metrics"][metric]) for r in ranked]
+        ax.barh(range(len(ranked)), values, color="C0")
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.4g}", va="center", fontsize=7)
+        ax.set_yticks(range(len(ranked)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(metric)
+        ax.set_title(f"top {len(ranked)} of {len(jobs)} jobs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,122 @@
+"""Reading a sweep folder: its jobs (any launcher's layout) and one row per fit.
+
+A job is a folder with a ``metrics.json`` or a ``.hydra/overrides.yaml`` (the basic, joblib and
+gpus launchers' ``N/``, submitit's, Optuna's, reproduce.py's and compare.py's named folders);
+hidden folders (``.submitit``) and ``wandb/`` are skipped, and the ``fit<k>/`` folders of a packed
+job belong to it. A packed job is one job but K fits: each fit is its own row for the statistics,
+with its own seed and image.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+#: overrides that say where or how quietly a job ran, not what it computed
+NOT_PARAMS = ("paths.", "hydra.", "logger", "trainer.enable_progress_bar", "threads", "skip_completed",
+              "snapshot_every", "snapshot_log_spaced", "progress_every")
+#: what varies inside a group: repeats (seeds) and the images averaged over
+WITHIN_GROUP = ("seed", "image", "pack_images", "pack")
+
+
+def natural_key(path: Path | str) -> list:
+    """Sort '2' before '10'."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def number(value) -> float | None:
+    """A finite float, or None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    """Folders under ``sweep`` with a metrics.json or a .hydra/overrides.yaml, outside hidden and wandb
+    folders, less the ``fit<k>/`` folders of packed jobs."""
+    found = set()
+    for path in sweep.rglob("*"):
+        if path.name == "metrics.json":
+            job = path.parent
+        elif path.name == "overrides.yaml" and path.parent.name == ".hydra":
+            job = path.parent.parent
+        else:
+            continue
+        parts = job.relative_to(sweep).parts
+        if not any(p.startswith(".") or p == "wandb" for p in parts):
+            found.add(job)
+    found = {j for j in found if not (re.fullmatch(r"fit\d+", j.name) and j.parent in found)}
+    return sorted(found, key=lambda d: natural_key(d.relative_to(sweep)))
+
+
+def read_job(sweep: Path, job: Path) -> dict:
+    """One job: its folder, status, reason, the overrides as {key: value} and the metrics."""
+    mpath, opath = job / "metrics.json", job / ".hydra" / "overrides.yaml"
+    metrics = json.loads(mpath.read_text()) if mpath.is_file() else {}
+    overrides = yaml.safe_load(opath.read_text()) if opath.is_file() else metrics.get("overrides")
+    params = {}
+    for item in overrides or []:
+        key, _, value = str(item).partition("=")
+        params[key.lstrip("+~")] = value
+    return {"job": str(job.relative_to(sweep)) or ".", "dir": job, "status": metrics.get("status") or "missing",
+            "reason": metrics.get("reason") or "", "params": params, "metrics": metrics}
+
+
+@dataclass
+class FitRow:
+    """One fit of one job: what the statistics average."""
+
+    job: str
+    dir: Path
+    status: str
+    group: tuple[tuple[str, str], ...]
+    image: str
+    seed: int | None
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("completed", "early_stopped")
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.group) or "all"
+
+
+def image_name(value: str | None) -> str:
+    """A short image name: a file's stem, or a sample's name."""
+    if not value:
+        return "?"
+    value = str(value).strip("'\"")
+    return Path(value).stem if ("/" in value or "." in value) else value
+
+
+def group_keys(jobs: list[dict]) -> list[str]:
+    """The swept keys that make groups: those whose value differs between jobs, less the repeats
+    and images (``WITHIN_GROUP``) and the keys that only say where a job ran (``NOT_PARAMS``)."""
+    keys = list(dict.fromkeys(k for j in jobs for k in j["params"]))
+    varying = [k for k in keys if len({j["params"].get(k) for j in jobs}) > 1]
+    return [k for k in varying if k not in WITHIN_GROUP and not k.startswith(NOT_PARAMS)]
+
+
+def fit_rows(jobs: list[dict]) -> list[FitRow]:
+    """Every fit of every job (a packed job's fits from its ``fit_metrics``), with its group."""
+    keys = group_keys(jobs)
+    rows = []
+    for j in jobs:
+        group = tuple((k, j["params"].get(k, "")) for k in keys)
+        fits = j["metrics"].get("fit_metrics") or [j["metrics"]]
+        for i, m in enumerate(fits):
+            d = j["dir"] / f"fit{i}" if j["metrics"].get("fit_metrics") else j["dir"]
+            img = m.get("image") or image_name(j["params"].get("image"))
+            seed = m.get("seed", number(j["params"].get("seed")))
+            rows.append(FitRow(j["job"], d, m.get("status") or j["status"], group, image_name(img),
+                               None if seed is None else int(seed), m))
+    return rows

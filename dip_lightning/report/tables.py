@@ -1,0 +1,140 @@
+"""The statistics of a sweep: per group mean ± standard deviation over its fits (n), per image and
+group over seeds, an average row, and the paper's column with Δ when the sweep is a suite.
+
+Only fits whose status is ``completed`` or ``early_stopped`` and that have the metric count; the
+others are listed apart (``not_counted``), never averaged in.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from dip_lightning.report.jobs import FitRow, natural_key, number
+
+
+@dataclass
+class Stat:
+    mean: float | None
+    std: float | None  # sample standard deviation (n − 1); None for n < 2
+    n: int
+
+    def cell(self) -> str:
+        if self.mean is None:
+            return "—"
+        spread = "" if self.std is None else f" ± {self.std:.2f}"
+        return f"{self.mean:.2f}{spread}"
+
+
+def stat(values: list[float]) -> Stat:
+    if not values:
+        return Stat(None, None, 0)
+    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+
+
+def counted(rows: list[FitRow], metric: str) -> list[FitRow]:
+    return [r for r in rows if r.ok and number(r.metrics.get(metric)) is not None]
+
+
+def not_counted(rows: list[FitRow], metric: str) -> list[FitRow]:
+    ok = set(map(id, counted(rows, metric)))
+    return [r for r in rows if id(r) not in ok]
+
+
+def groups_of(rows: list[FitRow]) -> dict[str, list[FitRow]]:
+    out: dict[str, list[FitRow]] = {}
+    for r in rows:
+        out.setdefault(r.label(), []).append(r)
+    return out
+
+
+#: the other metrics a group row shows (means)
+EXTRA = ("psnr_best", "psnr_final", "psnr_ema_final", "best_step", "it_per_s", "wall_s")
+
+
+def group_table(rows: list[FitRow], metric: str) -> list[dict]:
+    """One row per group: the metric's mean ± std over all its counted fits (images × seeds), n,
+    the seeds and images it holds, and the means of ``EXTRA``."""
+    out = []
+    for label, members in groups_of(counted(rows, metric)).items():
+        s = stat([number(r.metrics[metric]) for r in members])
+        extra = {}
+        for key in EXTRA:
+            vals = [number(r.metrics.get(key)) for r in members]
+            vals = [v for v in vals if v is not None]
+            extra[key] = statistics.fmean(vals) if vals else None
+        out.append({"group": label, "n": s.n, "mean": s.mean, "std": s.std,
+                    "seeds": len({r.seed for r in members}), "images": len({r.image for r in members}), **extra})
+    return out
+
+
+def image_table(rows: list[FitRow], metric: str, paper: dict | None = None,
+                paper_average: float | None = None) -> list[dict]:
+    """Per image and group: mean ± std over seeds (n), the paper's value and Δ = mean − paper; then
+    per group an ``average`` row: the mean of the per-image means, Δ against the paper's average,
+    and the seeds' spread (std over seeds of each seed's average over the images, n = the seeds
+    that have every image)."""
+    paper = paper or {}
+    out = []
+    for label, members in groups_of(counted(rows, metric)).items():
+        by_image: dict[str, list[FitRow]] = {}
+        for r in members:
+            by_image.setdefault(r.image, []).append(r)
+        means = []
+        for image in sorted(by_image, key=natural_key):
+            s = stat([number(r.metrics[metric]) for r in by_image[image]])
+            p = number(paper.get(image))
+            out.append({"group": label, "image": image, "n": s.n, "mean": s.mean, "std": s.std, "paper": p,
+                        "delta": None if p is None else s.mean - p})
+            means.append(s.mean)
+        per_seed: dict[int | None, dict[str, float]] = {}
+        for r in members:
+            per_seed.setdefault(r.seed, {})[r.image] = number(r.metrics[metric])
+        full = [statistics.fmean(v.values()) for v in per_seed.values() if len(v) == len(by_image)]
+        spread = stat(full)
+        avg = statistics.fmean(means)
+        pa = number(paper_average)
+        out.append({"group": label, "image": "average", "n": spread.n, "mean": avg, "std": spread.std,
+                    "paper": pa, "delta": None if pa is None else avg - pa})
+    return out
+
+
+def _f(v, nd: int = 2) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def group_markdown(table: list[dict], metric: str) -> str:
+    head = ["group", "n", f"{metric} (mean ± std)", "seeds", "images", *EXTRA]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        cells = [r["group"], str(r["n"]), Stat(r["mean"], r["std"], r["n"]).cell(), str(r["seeds"]), str(r["images"]),
+                 *(_f(r[k], 0 if k == "best_step" else 2) for k in EXTRA)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def image_markdown(table: list[dict], metric: str, with_paper: bool) -> str:
+    head = ["group", "image", f"{metric} (mean ± std over seeds)", "n"] + (["paper", "Δ"] if with_paper else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        name = "**average**" if r["image"] == "average" else r["image"]
+        cells = [r["group"], name, Stat(r["mean"], r["std"], r["n"]).cell(), str(r["n"])]
+        if with_paper:
+            cells += [_f(r["paper"]), "—" if r["delta"] is None else f"{r['delta']:+.2f}"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def failed_markdown(rows: list[FitRow], metric: str) -> str:
+    bad = not_counted(rows, metric)
+    if not bad:
+        return ""
+    lines = [f"Not counted ({len(bad)}: failed, missing, or without {metric}):", "",
+             "| job | image | seed | status | reason |", "|---|---|---|---|---|"]
+    for r in bad:
+        reason = str(r.metrics.get("reason") or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r.job} | {r.image} | {_f(r.seed)} | {r.status} | {reason} |")
+    return "\n".join(lines)
