@@ -15,6 +15,7 @@ import torch.nn as nn
 from omegaconf import DictConfig
 
 from dip_lightning import malloc as cpu_malloc
+from dip_lightning.metrics import PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,13 @@ def check_values(cfg: DictConfig) -> None:
     if int(cfg.eval_every) < 1:
         raise ValueError(f"eval_every={cfg.eval_every} must be a positive number of steps")
     cpu_malloc.check(str(cfg.get("cpu_malloc", "reuse")))
+    protocol, scored = cfg.get("eval_protocol"), str(cfg.get("eval_output") or "final")
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ValueError(f"eval_protocol={protocol}; choose {' or '.join(PROTOCOLS)} (or null for none)")
+    if scored not in ("final", "ema", "best"):
+        raise ValueError(f"eval_output={scored}; choose final, ema or best")
+    if scored == "ema" and cfg.exp_weight is None:
+        raise ValueError("eval_output=ema but exp_weight=null (no EMA); set exp_weight=0.99 or eval_output=final")
 
 
 def writable_dir(path: Path) -> Path:

@@ -8,6 +8,7 @@ on; a single run re-raises (exit code ≠ 0).
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -27,6 +28,32 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 # ``${dip_not:${deterministic}}``: e.g. cuDNN autotuning (trainer.benchmark) unless the run must be deterministic
 OmegaConf.register_new_resolver("dip_not", lambda value: not bool(value), replace=True)
+
+
+def job_dir_name(image, pack_images=None, seed=None) -> str:
+    """``${dip_job_dir:${image},${pack_images},${seed}}``: a job folder named by what it computes,
+    '<image stem>/seed=<s>' (packed images: 'pack-<stem>-<stem>/seed=<s>', one: its stem), so a relaunch of the
+    same sweep finds each job's folder whatever the job's number."""
+    def stem(v) -> str:
+        v = str(v)
+        return Path(v).stem if ("/" in v or "." in v) else v
+
+    images = list(pack_images or [])
+    name = stem(images[0]) if len(images) == 1 else ("pack-" + "-".join(map(stem, images))) if images else stem(image)
+    return name if seed is None else f"{name}/seed={seed}"
+
+
+OmegaConf.register_new_resolver("dip_job_dir", job_dir_name, replace=True)
+
+
+def completed_metrics(out_dir: Path) -> dict | None:
+    """The metrics of a job that already completed in ``out_dir`` (for ``skip_completed``), else None."""
+    path = out_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if metrics.get("status") == "completed" else None
 
 GPU_LAUNCHER = "gpus"  # hydra/launcher=gpus: each worker claims one GPU slot
 
@@ -87,6 +114,10 @@ def main(cfg: DictConfig) -> float:
     if multirun and hc.runtime.choices.get("hydra/launcher") == GPU_LAUNCHER:
         slot = gpu_slots.ensure_slot(gpu_slots.lock_dir_for(hc.sweep.dir))
     started = time.time()
+    done = completed_metrics(job_output_dir(cfg)) if cfg.get("skip_completed") else None
+    if done is not None:  # a relaunch of the sweep: this job already completed
+        log.info("skipped (completed before): %s", job_output_dir(cfg))
+        return objective(done)
     try:
         metrics = run(cfg)["metrics"]
     except Exception as exc:

@@ -76,3 +76,7 @@ def psnr_y_shaved(restored: torch.Tensor, truth: torch.Tensor, top_left: int = 4
 def psnr_full(restored: torch.Tensor, truth: torch.Tensor) -> float:
     """Whole-image PSNR of the 8-bit images (inpainting / denoising tables)."""
     return float(psnr(quantize(restored).double(), quantize(truth).double()))
+
+
+#: ``eval_protocol`` -> the score of (restored, ground truth), both (C, H, W) in [0, 1]
+PROTOCOLS = {"full": psnr_full, "y_shaved": psnr_y_shaved}

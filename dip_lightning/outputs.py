@@ -7,6 +7,7 @@ run puts each fit's files in ``fit<k>/`` and a summary metrics.json (the means) 
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from dip_lightning.io import crop, save_image
-from dip_lightning.metrics import psnr, ssim
+from dip_lightning.metrics import PROTOCOLS, psnr, ssim
 from dip_lightning.nets.blocks import count_parameters
 
 def _nan_to_none(v):
@@ -123,13 +124,14 @@ def write_outputs(cfg: DictConfig, module, fits: list, cbs: dict, out_dir: Path,
     common = {"status": status, "reason": reason, "net": type(fits[0].net).__name__, "params": n_params,
               "iters_done": int(module.global_step), "iters": int(cfg.iters), "wall_s": round(wall_s, 3),
               "fit_s": round(throughput.wall_s, 3), "it_per_s": it_per_s}
-    per = [write_fit(module, f, i, cbs, fit_dir(out_dir, i, k), common) for i, f in enumerate(fits)]
+    evaluation = (cfg.get("eval_protocol"), str(cfg.get("eval_output") or "final"))
+    per = [write_fit(module, f, i, cbs, fit_dir(out_dir, i, k), common, evaluation) for i, f in enumerate(fits)]
     if k == 1:
         return per[0]
     summary = {**common, "fits": k, "pack_it_per_s": None if it_per_s is None else round(k * it_per_s, 4),
                "output_dir": str(out_dir)}
     for key in ("psnr_observed", "psnr_final", "psnr_ema_final", "psnr_best", "ssim_final", "es_psnr", "es_gap",
-                "psnr_obs_final"):
+                "psnr_obs_final", "psnr_eval"):
         vals = [r["metrics"][key] for r in per if r["metrics"][key] is not None]
         summary[key] = round(sum(vals) / len(vals), 4) if len(vals) == k else None
     summary["fit_metrics"] = [r["metrics"] for r in per]
@@ -150,8 +152,35 @@ def panel_of(observed: torch.Tensor, restored: torch.Tensor, gt: torch.Tensor | 
     return panel(images, labels)
 
 
-def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict) -> dict:
-    """The files and metrics of fit ``i`` (channels i·C … (i+1)·C of the packed tensors)."""
+def image_name(source: str) -> str:
+    """A short name of a fit's image: a file's stem, or the sample's name."""
+    path = Path(source)
+    return path.stem if path.suffix else source
+
+
+def write_curves(history: dict[str, list[float]], path: Path) -> None:
+    """The metric rows (step, loss, PSNRs, SSIMs) as CSV; NaN as an empty cell."""
+    keys = list(history)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for row in zip(*(history[k] for k in keys)):
+            w.writerow(["" if (isinstance(v, float) and not math.isfinite(v)) else v for v in row])
+
+
+def evaluate(protocol: str | None, output: str, images: dict, gt: torch.Tensor | None) -> float | None:
+    """``psnr_eval``: the ``protocol``'s score of the ``output`` image (final | ema | best) against
+    the ground truth; None without either."""
+    if protocol is None or gt is None or images.get(output) is None:
+        return None
+    v = PROTOCOLS[protocol](images[output], gt[0])
+    return round(v, 4) if math.isfinite(v) else None
+
+
+def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
+              evaluation: tuple[str | None, str] = (None, "final")) -> dict:
+    """The files and metrics of fit ``i`` (channels i·C … (i+1)·C of the packed tensors).
+    ``evaluation``: (eval_protocol, eval_output)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     prob, task = fit.prob, fit.task
     sl = lambda x: None if x is None else module.fit_slice(x, i)  # noqa: E731
@@ -163,8 +192,10 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict) -> di
     save_image(prob.y[0], out_dir / "observed.png")
     if ema is not None:
         save_image(ema[0], out_dir / "restored_ema.png")
+    best = sl(module.best_image)[0] if gt is not None else None
     if gt is not None:
-        save_image(sl(module.best_image)[0], out_dir / "restored_best.png")
+        save_image(best, out_dir / "restored_best.png")
+        save_image(gt[0], out_dir / "ground_truth.png")
 
     es_cb = cbs.get("es")
     es = es_cb.result(i) if es_cb is not None else {"es_step": None, "es_detected": False, "es_method": None}
@@ -172,6 +203,7 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict) -> di
     if es_image is not None:
         save_image(es_image[0], out_dir / "restored_es.png")
     history = module.history_dict(i)
+    write_curves(history, out_dir / "curves.csv")
     best_step = int(module.best_step[i]) if gt is not None else None
     plot_curves(history, out_dir / "psnr.png", best_step, es["es_step"],
                 title=f"{type(task).__name__} · {type(fit.net).__name__}")
@@ -183,6 +215,7 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict) -> di
     metrics = {
         **common,
         "task": type(task).__name__,
+        "image": image_name(fit.source),
         "seed": fit.seed,
         "image_size": list(final.shape[-2:]),
         "channels": int(final.shape[0]),
@@ -200,6 +233,9 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict) -> di
         "es_psnr": es_psnr,
         "es_gap": round(psnr_best - es_psnr, 4) if (psnr_best is not None and es_psnr is not None) else None,
         "backtracks": int(module.backtracks[i]),
+        "eval_protocol": evaluation[0],
+        "eval_output": evaluation[1] if evaluation[0] else None,
+        "psnr_eval": evaluate(*evaluation, {"final": final, "ema": None if ema is None else ema[0], "best": best}, gt),
         "output_dir": str(out_dir),
     }
     write_json(out_dir / "metrics.json", metrics)

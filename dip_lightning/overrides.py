@@ -13,7 +13,7 @@ QUIET = ["logger=none", "trainer.enable_progress_bar=false", "snapshot_every=0"]
 _PLAIN = re.compile(r"^[\w./:\-+@~]*$")
 
 
-def _format_value(v: Any) -> str:
+def format_value(v: Any) -> str:
     """A Python value as a Hydra override value."""
     if v is None:
         return "null"
@@ -22,7 +22,7 @@ def _format_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_format_value(x) for x in v) + "]"
+        return "[" + ",".join(format_value(x) for x in v) + "]"
     s = str(v)
     if s and _PLAIN.match(s):
         return s
@@ -31,4 +31,4 @@ def _format_value(v: Any) -> str:
 
 def to_overrides(overrides: dict[str, Any]) -> list[str]:
     """{"optim.lr": 0.01, "iters": 500} -> ["optim.lr=0.01", "iters=500"]."""
-    return [f"{k}={_format_value(v)}" for k, v in overrides.items()]
+    return [f"{k}={format_value(v)}" for k, v in overrides.items()]

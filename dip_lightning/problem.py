@@ -52,9 +52,9 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
             task.crop_like(((h0 - x.shape[-2]) // 2, (w0 - x.shape[-1]) // 2, *x.shape[-2:]))
         y, x_true = task.adopt(x), None
     else:
+        if fit_size == "crop":  # first, as the original: its SR loader crops the HR image to the multiple
+            x = center_crop_to_multiple(x, lcm(multiple, s), pil_round=s > 1)
         x_true = task.crop_ground_truth(x)
-        if fit_size == "crop":
-            x_true = center_crop_to_multiple(x_true, lcm(multiple, s))
         y = task.simulate(x_true, generator)
     h, w = y.shape[-2:]
     min_obs = -(-int(min_size or 2 * multiple) // s)
@@ -72,6 +72,7 @@ class Fit:
     """One restoration problem of a (possibly packed) run."""
 
     seed: int
+    source: str  # the image: a path, a sample name, or 'array' (the API's tensor)
     task: Task
     net: torch.nn.Module
     prob: Problem
@@ -93,14 +94,17 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
     z = task.network_input()
     if z is None:
         z = make_input(*prob.canvas, generator)
-    return Fit(seed, task, net, prob, z)
+    return Fit(seed, str(source), task, net, prob, z)
 
 
 def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input) -> list[Fit]:
-    """K = ``pack`` fits: ``pack_images`` (one image per fit), each fitted with ``seed`` exactly as its
-    lone run would be; or ``image`` K times with seeds seed, seed+1, …"""
+    """K = ``pack`` fits: ``pack_images`` (one image per fit; ``pack`` defaults to their number), each
+    fitted with ``seed`` exactly as its lone run would be; or ``image`` K times with seeds seed,
+    seed+1, …"""
     k = int(cfg.get("pack") or 1)
     images = list(cfg.get("pack_images") or [])
+    if images and k == 1:  # pack_images alone: one fit per image
+        k = len(images)
     if k < 1:
         raise ValueError(f"pack={k} must be a positive number of fits")
     if images and len(images) != k:

@@ -148,8 +148,8 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
                     [("PSNR curves", sweep / "curves.png"), ("Images", sweep / "grid.png"),
                      (f"{metric} per job", sweep / "summary.png")], html.command_line(sweep), html.environment(sweep))
     if html.uses_wandb(sweep):
-        html.log_wandb_table(sweep, stat_cols[1:], [[g["group"], "", g["n"], g["mean"], g["std"], None, None]
-                                                    for g in groups])
+        html.log_wandb_table(sweep, ["group", "n", "mean", "std", "seeds", "images"],
+                             [[g["group"], g["n"], g["mean"], g["std"], g["seeds"], g["images"]] for g in groups])
     return text
 
 

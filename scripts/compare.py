@@ -1,114 +1,111 @@
 #!/usr/bin/env python
-"""Compare architectures on the same observation and seeds.
+"""Compare architectures as one Hydra multirun: nets × seeds × images, any launcher, one report.
 
-    python scripts/compare.py net=skip,unet,resnet,decoder task=denoise image=camera resize=128 iters=500
+    python scripts/compare.py net=skip,unet,resnet,decoder seed=0,1,2 image=IMAGE_OR_FOLDER [OVERRIDES...] [--out DIR]
 
-Every other argument is a Hydra override shared by all runs. ``image=`` may be a folder: then every
-image in it is run and the table averages over them. Writes <out>/compare.md, compare.csv and one
-plot of all PSNR curves, compare.png (--out, default outputs/compare/<time>).
+``image=`` may be a folder: every image in it is a job of its own. Seeds default to ``seed=0,1,2``
+(DIP's seed-to-seed spread on one image is 0.2–0.8 dB, so one seed cannot rank two nets). Any other
+argument is a Hydra override for every job, including ``hydra/launcher=joblib`` / ``gpus`` /
+``slurm``. The jobs land in ``--out`` (default ``outputs/compare/<time>``) as
+``<net>/<image>/seed=<s>/``; then ``scripts/collect.py`` writes the report there (grouped by net:
+mean ± std over seeds and images, per image, curves, grid, report.html), plus ``compare.md`` /
+``compare.csv``: per net its parameters and GFLOP per step beside the group statistics.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import datetime as dt
-import statistics
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-from dip_lightning.api import compose_config
-from dip_lightning.flops import step_flops
+try:
+    import dip_lightning  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from dip_lightning.io import IMAGE_EXT
-from dip_lightning.instantiate import instantiate
-from dip_lightning.overrides import QUIET
-from dip_lightning.problem import build_fit
-from dip_lightning.run import run
+from dip_lightning.overrides import QUIET, format_value
 
-COLUMNS = ["net", "params", "gflop_per_iter", "it_per_s", "psnr_final", "psnr_best", "psnr_ema_final", "best_step"]
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ["net", "params", "gflop_per_iter", "n", "mean", "std", "psnr_best", "psnr_final", "psnr_ema_final",
+           "best_step", "it_per_s"]
 
 
-def flops_per_iter(cfg) -> float:
-    """GFLOP of one training step of the composed configuration (built as run() builds it)."""
+def images_of(value: str) -> list[str]:
+    """``image=``'s value: a folder's images (sorted), else the value itself."""
+    path = Path(value)
+    if path.is_dir():
+        found = sorted(str(p.resolve()) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXT)
+        if not found:
+            raise SystemExit(f"compare.py: error: no images in the folder {value}")
+        return found
+    return [value]
+
+
+def flops_per_iter(overrides: list[str]) -> tuple[int, float]:
+    """(parameters, GFLOP of one training step) of one composed job, built as run() builds it."""
+    from dip_lightning.api import compose_config
+    from dip_lightning.flops import step_flops
+    from dip_lightning.instantiate import instantiate
+    from dip_lightning.nets.blocks import count_parameters
+    from dip_lightning.problem import build_fit
+
+    cfg = compose_config(overrides)
     fit = build_fit(cfg, int(cfg.seed), cfg.image, None, instantiate(cfg.input))
-    return step_flops(fit.net, fit.z, fit.task, fit.prob.y_padded) / 1e9
+    return count_parameters(fit.net), step_flops(fit.net, fit.z, fit.task, fit.prob.y_padded) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, help="output folder (default outputs/compare/<time>)")
-    ap.add_argument("overrides", nargs="+", help="net=a,b,c and shared Hydra overrides")
+    ap.add_argument("--out", type=Path, help="the sweep folder (default outputs/compare/<time>)")
+    ap.add_argument("overrides", nargs="+", help="net=a,b,c, seed=..., image=..., and shared Hydra overrides")
     args = ap.parse_args(argv)
-    nets, shared = None, []
-    for o in args.overrides:
-        if o.startswith("net="):
-            nets = o.split("=", 1)[1].split(",")
-        else:
-            shared.append(o)
-    if not nets:
+    given = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in args.overrides if "=" in o}
+    nets = given.get("net", "").split(",") if given.get("net") else []
+    if not nets or not nets[0]:
         print("error: give the architectures to compare, e.g. net=skip,unet,resnet,decoder", file=sys.stderr)
         return 2
-    image = next((o.split("=", 1)[1] for o in shared if o.startswith("image=")), None)
-    images = [image]
-    if image and Path(image).is_dir():
-        images = [str(p) for p in sorted(Path(image).iterdir()) if p.suffix.lower() in IMAGE_EXT]
-        shared = [o for o in shared if not o.startswith("image=")]
-    out = args.out or Path("outputs/compare") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    images = images_of(given["image"]) if "image" in given else ["astronaut"]
+    shared = [o for o in args.overrides if o.split("=", 1)[0] not in ("net", "image", "seed")]
+    out = (args.out or Path("outputs/compare") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    ov = [f"net={','.join(nets)}", "image=" + ",".join(format_value(i) for i in images),
+          f"seed={given.get('seed', '0,1,2')}", *QUIET, "skip_completed=true",
+          f"hydra.sweep.dir={format_value(str(out))}",
+          "hydra.sweep.subdir='${hydra.runtime.choices.net}/${dip_job_dir:${image},${pack_images},${seed}}'", *shared]
+    proc = subprocess.run([sys.executable, "-m", "dip_lightning", "-m", *ov], env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    if proc.returncode:
+        print(f"error: the multirun exited with {proc.returncode}", file=sys.stderr)
+        return proc.returncode
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from collect import collect
 
-    rows, curves = [], {}
+    from dip_lightning.report import tables
+    from dip_lightning.report.jobs import fit_rows, job_dirs, read_job
+
+    text = collect(out, metric="psnr_best")
+    fits = fit_rows([read_job(out, j) for j in job_dirs(out)])
+    groups = {g["group"]: g for g in tables.group_table(fits, "psnr_best")}
+    rows = []
     for net in nets:
-        per_image = []
-        for i, img in enumerate(images):
-            over = [f"net={net}", *shared, *QUIET, f"paths.output_dir={out / net / str(i)}"]
-            if img is not None and len(images) > 1:
-                over.append(f"image={img}")
-            cfg = compose_config(over)
-            res = run(cfg)
-            if i == 0:  # one architecture, one size: the table shows the first image's
-                res["metrics"]["gflop_per_iter"] = flops_per_iter(cfg)
-            per_image.append(res)
-            print(f"{net} [{i + 1}/{len(images)}]: best {res['metrics']['psnr_best']} dB", flush=True)
-        ms = [r["metrics"] for r in per_image]
-
-        def mean(key):
-            vals = [m[key] for m in ms if m.get(key) is not None]
-            return round(statistics.mean(vals), 3) if vals else None
-
-        rows.append({"net": net, "params": ms[0]["params"], "gflop_per_iter": round(ms[0]["gflop_per_iter"], 3),
-                     **{k: mean(k) for k in COLUMNS[3:]}})
-        curves[net] = per_image[0]["history"]
-    write_outputs(rows, curves, out)
-    return 0
-
-
-def write_outputs(rows: list[dict], curves: dict, out: Path) -> None:
+        params, gflop = flops_per_iter([f"net={net}", f"image={format_value(images[0])}", *QUIET, *shared])
+        g = groups.get(f"net={net}", {})
+        rows.append({"net": net, "params": params, "gflop_per_iter": round(gflop, 3),
+                     **{k: (round(g[k], 3) if isinstance(g.get(k), float) else g.get(k)) for k in COLUMNS[3:]}})
     with open(out / "compare.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    fmt = lambda v: "—" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v}")  # noqa: E731
+    cell = lambda v: "—" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v}")  # noqa: E731
     md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    md += ["| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
-    text = "\n".join(md) + "\n"
-    (out / "compare.md").write_text(text)
+    md += ["| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |" for r in rows]
+    (out / "compare.md").write_text("\n".join(md) + "\n")
     print(text)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for net, h in curves.items():
-        key = "psnr/gt" if any(v == v for v in h["psnr/gt"]) else "psnr/obs"
-        ax.plot(h["step"], h[key], label=f"{net} ({key})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("PSNR (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "compare.png")
-    plt.close(fig)
+    print("\n".join(md))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,75 +1,148 @@
-"""scripts/reproduce.py and scripts/compare.py on tiny synthetic data."""
+"""scripts/reproduce.py and scripts/compare.py as Hydra multiruns on tiny synthetic data, and the
+one report (collect.py) they write: rows, means and standard deviations against the jobs' files."""
 import csv
 import importlib.util
+import json
+import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import TINY_NET, synthetic_image
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+TINY = ["iters=3", "input.depth=4", "threads=1", *TINY_NET]
+
+pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[sweeps]'")
 
 
 def load(name):
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
+def save(path: Path, h: int, w: int, channels: int = 3, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((synthetic_image(h, w, channels, seed=seed) * 255).astype(np.uint8)).save(path)
+    return path
+
+
 @pytest.fixture
 def data_dir(tmp_path):
-    d = tmp_path / "data" / "set5"
-    d.mkdir(parents=True)
-    for i, name in enumerate(["baby", "bird"]):
-        Image.fromarray((synthetic_image(40, 36, 3, seed=i) * 255).astype(np.uint8)).save(d / f"{name}.png")
+    for i, name in enumerate(["baby", "bird", "head"]):
+        save(tmp_path / "data" / "set5" / f"{name}.png", 40, 36, seed=i)
     return tmp_path / "data"
 
 
-def test_reproduce_quick_table_and_resume(data_dir, tmp_path, monkeypatch, capsys):
+def metrics_of(work: Path) -> dict[tuple[str, int], dict]:
+    out = {}
+    for p in work.rglob("metrics.json"):
+        m = json.loads(p.read_text())
+        out[(m["image"], m["seed"])] = m
+    return out
+
+
+def groups_csv(work: Path) -> list[dict]:
+    return list(csv.DictReader(open(work / "groups.csv")))
+
+
+def test_quick_suite_on_two_joblib_workers_with_two_seeds_and_its_report(data_dir, tmp_path):
+    """One job per image × seed through the joblib launcher; the report's per-image means and
+    standard deviations, its average row and its group row are those of the jobs' metrics.json."""
     rep = load("reproduce")
-    args = ["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", "--work", str(tmp_path / "work"),
-            "--out", str(tmp_path / "table.md"), "iters=3", "input.depth=4", "threads=1", *TINY_NET]
+    work = tmp_path / "work"
+    args = ["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", "--work", str(work), "--out",
+            str(tmp_path / "table.md"), *TINY, "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     assert rep.main(args) == 0
+    jobs = metrics_of(work)
+    assert set(jobs) == {(i, s) for i in ("baby", "bird", "head") for s in (0, 1)}
+    assert all((work / i / f"seed={s}" / "metrics.json").is_file() for i, s in jobs)
+    assert all(m["status"] == "completed" and m["eval_protocol"] == "y_shaved" for m in jobs.values())
+    rows = groups_csv(work)
+    per_image = {r["image"]: r for r in rows if r["kind"] == "image"}
+    for image in ("baby", "bird", "head"):
+        vals = [jobs[(image, s)]["psnr_eval"] for s in (0, 1)]
+        assert float(per_image[image]["mean"]) == pytest.approx(statistics.mean(vals), abs=1e-9)
+        assert float(per_image[image]["std"]) == pytest.approx(statistics.stdev(vals), abs=1e-9)
+        assert int(per_image[image]["n"]) == 2
+        assert float(per_image[image]["paper"]) == {"baby": 31.49, "bird": 31.80, "head": 31.04}[image]
+    (avg,) = [r for r in rows if r["kind"] == "average"]
+    per_seed = [statistics.mean(jobs[(i, s)]["psnr_eval"] for i in ("baby", "bird", "head")) for s in (0, 1)]
+    assert float(avg["mean"]) == pytest.approx(statistics.mean(per_seed), abs=1e-9)
+    assert float(avg["std"]) == pytest.approx(statistics.stdev(per_seed), abs=1e-9)
+    assert float(avg["delta"]) == pytest.approx(float(avg["mean"]) - 29.90, abs=1e-9)
+    (group,) = [r for r in rows if r["kind"] == "group"]
+    assert int(group["n"]) == 6
     text = (tmp_path / "table.md").read_text()
-    lines = [l for l in text.splitlines() if l.startswith("|")]
-    assert lines[0] == "| image | ours (dB) | paper (dB) | Δ (dB) | iters | wall (s) |"
-    assert [l.split("|")[1].strip() for l in lines[2:]] == ["baby", "bird", "average"]
-    assert "31.49" in lines[2] and "29.90" in lines[4] and "NOT comparable" in text
-    ours = float(lines[2].split("|")[2])
-    assert 5 < ours < 60
-    # a re-run skips the images already done
-    monkeypatch.setattr(rep, "run", lambda cfg: (_ for _ in ()).throw(AssertionError("re-ran a finished image")))
-    assert rep.main(args) == 0
-    assert (tmp_path / "table.md").read_text() == text
+    assert "NOT comparable" in text and "| all | **average** |" in text
+    for name in ("summary.md", "summary.csv", "curves.png", "grid.png", "report.html"):
+        assert (work / name).is_file(), name
 
 
-def test_reproduce_pack_fits_same_size_images_together_with_the_lone_results(data_dir, tmp_path, capsys):
-    """--pack 2: baby and bird (one size) in one packed run, 'cat, 2' (another size) alone; in float64
-    every image's PSNR equals its lone run's, since a packed image keeps its lone run's seed. Names
-    with Hydra's special characters (',', '[') pass through as quoted overrides."""
-    Image.fromarray((synthetic_image(44, 36, 3, seed=7) * 255).astype(np.uint8)).save(data_dir / "set5" / "cat, 2.png")
+def test_a_second_launch_runs_no_completed_job(data_dir, tmp_path):
     rep = load("reproduce")
-    common = ["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", "iters=4", "input.depth=4", "threads=1",
-              "trainer.precision=64-true", "resize=null", *TINY_NET]
-    tables = {}
+    work = tmp_path / "work"
+    args = ["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", "--work", str(work), "--limit", "2", *TINY]
+    assert rep.main(args) == 0
+    files = {p: p.stat().st_mtime_ns for p in work.rglob("metrics.json")}
+    assert len(files) == 2
+    redo = work / "bird" / "seed=0" / "metrics.json"
+    redo.write_text(json.dumps({**json.loads(redo.read_text()), "status": "interrupted"}))  # cut short
+    files[redo] = redo.stat().st_mtime_ns
+    assert rep.main(args) == 0
+    changed = [p for p, t in files.items() if p.stat().st_mtime_ns != t]
+    assert changed == [redo] and json.loads(redo.read_text())["status"] == "completed"
+
+
+def test_sr_evaluation_region_is_the_original_scripts(tmp_path):
+    """HR 71×93 (not a multiple of 32): the original SR loader centre-crops it to 64×64 with the
+    float box ((w − w')/2, (h − h')/2, …), which PIL rounds (3.5 -> 4, 14.5 -> 14), before making
+    the LR image; the score is Y with 4/5 px shaved."""
+    from dip_lightning.metrics import psnr_y_shaved
+
+    path = save(tmp_path / "data" / "set5" / "odd.png", 71, 93)
+    rep = load("reproduce")
+    work = tmp_path / "work"
+    # the paper's 5-level net (multiple 32), as the original crops for; one step
+    assert rep.main(["--suite", "sr-set5-x4", "--data", str(tmp_path / "data"), "--work", str(work), "iters=1",
+                     "input.depth=4", "threads=1"]) == 0
+    img = Image.open(path)
+    w, h = img.size
+    nw, nh = w - w % 32, h - h % 32
+    ref = np.asarray(img.crop(((w - nw) / 2, (h - nh) / 2, (w + nw) / 2, (h + nh) / 2)))  # the original's call
+    job = work / "odd" / "seed=0"
+    gt = np.asarray(Image.open(job / "ground_truth.png"))
+    assert gt.shape == (64, 64, 3) and np.array_equal(gt, ref)
+    restored = torch.from_numpy(np.asarray(Image.open(job / "restored.png"))).permute(2, 0, 1).float() / 255
+    truth = torch.from_numpy(ref.copy()).permute(2, 0, 1).float() / 255
+    m = json.loads((job / "metrics.json").read_text())
+    assert m["psnr_eval"] == pytest.approx(psnr_y_shaved(restored, truth), abs=0.01)
+
+
+def test_reproduce_pack_puts_same_size_images_in_one_job_and_reports_each(data_dir, tmp_path):
+    """--pack 2: baby and bird in one packed job, head alone, odd (another size) alone; in float64
+    each image's score equals its lone run's, and the report has one row per image."""
+    save(data_dir / "set5" / "odd, 2.png", 44, 36, seed=7)
+    rep = load("reproduce")
+    common = ["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", *TINY, "trainer.precision=64-true",
+              "resize=null", "fit_size=pad"]
+    scores = {}
     for pack in (1, 2):
-        work = tmp_path / f"work[{pack}], x"
+        work = tmp_path / f"work{pack}"
         assert rep.main(common + ["--pack", str(pack), "--work", str(work)]) == 0
-        rows = {l.split("|")[1].strip(): l.split("|") for l in (work / "table.md").read_text().splitlines()
-                if l.startswith("| ") and not l.startswith("| image")}
-        tables[pack] = {k: float(v[2]) for k, v in rows.items()}
-    assert list(tables[2]) == ["baby", "bird", "cat, 2", "average"]
-    assert (tmp_path / "work[2], x" / "pack-baby-bird" / "fit1" / "restored.png").is_file()
-    assert not (tmp_path / "work[2], x" / "cat, 2" / "fit0").exists() and (tmp_path / "work[2], x" / "cat, 2" / "restored.png").is_file()
-    for name in tables[1]:
-        assert tables[2][name] == pytest.approx(tables[1][name], abs=0.011), name
-    out = capsys.readouterr().out
-    assert "packed 2" in out and "fitted packed" in (tmp_path / "work[2], x" / "table.md").read_text()
+        scores[pack] = {r["image"]: float(r["mean"]) for r in groups_csv(work) if r["kind"] == "image"}
+    assert (tmp_path / "work2" / "pack-baby-bird" / "seed=0" / "fit1" / "restored.png").is_file()
+    assert (tmp_path / "work2" / "odd, 2" / "seed=0" / "restored.png").is_file()
+    assert set(scores[2]) == {"baby", "bird", "head", "odd, 2"}
+    for name, value in scores[1].items():
+        assert scores[2][name] == pytest.approx(value, abs=0.011), name
     assert rep.main(common + ["--pack", "0", "--work", str(tmp_path / "w0")]) == 2
 
 
@@ -79,25 +152,41 @@ def test_reproduce_needs_the_suite_folder(tmp_path, capsys):
     assert "inpainting11/" in capsys.readouterr().err
 
 
-def test_compare_table_and_plot(tmp_path, image_file):
+def test_compare_two_nets_two_seeds_two_images(tmp_path):
+    """8 jobs in one multirun; the report groups them by net: 2 rows with n = 4; report.html holds
+    nothing from outside itself."""
+    for i in range(2):
+        save(tmp_path / "imgs" / f"im{i}.png", 33, 31, seed=i)
     cmp = load("compare")
     out = tmp_path / "cmp"
-    assert cmp.main(["--out", str(out), "net=skip,resnet", f"image={image_file(32, 32, 3)}", "iters=3",
-                     "input.depth=4", "logger=none", "threads=1"]) == 0
+    assert cmp.main(["--out", str(out), "net=skip,resnet", "seed=0,1", f"image={tmp_path / 'imgs'}", "iters=3",
+                     "input.depth=4", "threads=1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]) == 0
+    assert len(list(out.rglob("metrics.json"))) == 8
+    groups = [r for r in groups_csv(out) if r["kind"] == "group"]
+    assert sorted(r["group"] for r in groups) == ["net=resnet", "net=skip"]
+    assert all(int(r["n"]) == 4 for r in groups)
+    for r in groups:
+        net = r["group"].split("=")[1]
+        vals = [json.loads(p.read_text())["psnr_best"] for p in (out / net).rglob("metrics.json")]
+        assert float(r["mean"]) == pytest.approx(statistics.mean(vals), abs=1e-9)
+        assert float(r["std"]) == pytest.approx(statistics.stdev(vals), abs=1e-9)
     rows = list(csv.DictReader(open(out / "compare.csv")))
-    assert [r["net"] for r in rows] == ["skip", "resnet"]
+    assert [r["net"] for r in rows] == ["skip", "resnet"] and all(float(r["gflop_per_iter"]) > 0 for r in rows)
     assert int(rows[0]["params"]) == 2_217_831 - 32 * 128 * 9 + 4 * 128 * 9 - 32 * 4 + 4 * 4
-    assert all(float(r["gflop_per_iter"]) > 0 and float(r["psnr_best"]) > 0 for r in rows)
-    assert (out / "compare.png").stat().st_size > 1000 and (out / "compare.md").is_file()
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page
+    for ref in ("http:", "https:", "href=", "file:", "url("):
+        assert ref not in page, ref
+    assert all(src.startswith("data:") for src in page.split("src='")[1:])
 
 
-def test_sr_protocol_shaves_the_border():
-    import torch
-    from dip_lightning.metrics import psnr_y_shaved, rgb_to_y
-
-    a = torch.rand(3, 20, 20)
-    b = a.clone()
-    b[:, :4, :] = 0  # damage only the shaved top border
-    b[:, -5:, :] = 1
-    assert psnr_y_shaved(a, b) == float("inf")
-    assert torch.allclose(rgb_to_y(torch.ones(3, 2, 2)), torch.full((1, 2, 2), 235 / 255))
+def test_compare_a_folder_of_one_image_and_packed_jobs(tmp_path):
+    """A folder with a single image runs that image (not the default); pack=2 fits 2 seeds per job."""
+    only = save(tmp_path / "one" / "only.png", 20, 24, channels=1)
+    cmp = load("compare")
+    out = tmp_path / "cmp"
+    assert cmp.main(["--out", str(out), "net=skip", "seed=0", f"image={only.parent}", "pack=2", *TINY]) == 0
+    (job,) = [json.loads(p.read_text()) for p in out.glob("skip/*/seed=0/metrics.json")]
+    assert job["fits"] == 2 and [m["image"] for m in job["fit_metrics"]] == ["only", "only"]
+    (group,) = [r for r in groups_csv(out) if r["kind"] == "group"]
+    assert int(group["n"]) == 2  # the packed job's two fits (seeds 0 and 1)

@@ -182,3 +182,13 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "dip_lightning", "task=denoize", f"hydra.run.dir={out}2"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "Available options" in bad.stderr and "denoise" in bad.stderr
+
+
+def test_bad_evaluation_settings_are_one_line_errors(tiny, tmp_path):
+    img = write(tmp_path / "e.png", rgb8())
+    with pytest.raises(ValueError, match="eval_protocol=psnr; choose full or y_shaved"):
+        run(tiny(f"image={img}", "eval_protocol=psnr"))
+    with pytest.raises(ValueError, match="eval_output=ema but exp_weight=null"):
+        run(tiny(f"image={img}", "eval_protocol=full", "eval_output=ema", "exp_weight=null"))
+    m = run(tiny(f"image={img}", "eval_protocol=full", "eval_output=best"))["metrics"]
+    assert m["eval_protocol"] == "full" and m["eval_output"] == "best" and m["psnr_eval"] > 0

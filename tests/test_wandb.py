@@ -77,3 +77,32 @@ def test_hydra_multirun_gives_each_job_its_own_wandb_run(wandb_offline, image_fi
     assert len(ids) == 2
     for j in jobs:
         assert json.loads((j / "metrics.json").read_text())["iters_done"] == 3
+
+
+def test_collect_logs_the_group_table_to_wandb_when_the_sweep_did(wandb_offline):
+    """A sweep whose jobs logged to W&B gets its report's group table as a wandb.Table (offline)."""
+    import importlib.util
+    import json
+
+    import yaml
+
+    sweep = wandb_offline / "sweep"
+    for i, (lr, seed, value) in enumerate([(0.01, 0, 20.0), (0.01, 1, 21.0), (0.1, 0, 18.0)]):
+        job = sweep / str(i)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"optim.lr={lr}", f"seed={seed}"]))
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+            {"logger": {"_target_": "pytorch_lightning.loggers.WandbLogger"}}))
+        (job / "metrics.json").write_text(json.dumps({"status": "completed", "psnr_best": value, "seed": seed}))
+    spec = importlib.util.spec_from_file_location("collect", Path(__file__).parents[1] / "scripts" / "collect.py")
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    collect.collect(sweep)
+    runs = offline_runs(sweep)
+    assert len(runs) == 1
+    tables = list(runs[0].rglob("*.table.json"))
+    assert tables, list(runs[0].rglob("*"))
+    data = json.loads(tables[0].read_text())
+    assert sorted(r[0] for r in data["data"]) == ["optim.lr=0.01", "optim.lr=0.1"]
+    n = {r[0]: r[1] for r in data["data"]}
+    assert n == {"optim.lr=0.01": 2, "optim.lr=0.1": 1}

@@ -88,6 +88,6 @@ def log_wandb_table(sweep: Path, columns: list[str], data: list[list]) -> None:
     run = wandb.init(project="dip_lightning", group=sweep.name, name=f"report-{sweep.name}", dir=str(sweep),
                      mode=os.environ.get("WANDB_MODE", "offline"), job_type="report")
     try:
-        run.log({"summary": wandb.Table(columns=columns, data=[["" if v is None else v for v in r] for r in data])})
+        run.log({"summary": wandb.Table(columns=columns, data=[list(r) for r in data], allow_mixed_types=True)})
     finally:
         wandb.finish()
