@@ -36,6 +36,11 @@ def state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return out
 
 
+def step_counts(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The optimiser's per-parameter step counters (Adam's ``step``), when they are tensors."""
+    return [st["step"] for p in parameters(optimizer) if torch.is_tensor((st := optimizer.state.get(p, {})).get("step"))]
+
+
 def like(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """``v``'s values in ``p``'s memory layout (``v`` itself when the strides already agree)."""
     return v if v.stride() == p.stride() else torch.empty_like(p).copy_(v)
@@ -51,25 +56,40 @@ class Backtracker:
     def __init__(self, fits: int = 1):
         self.fits = int(fits)
         self.snapshot: list[torch.Tensor] | None = None
+        self.steps: list[torch.Tensor] = []  # the step counters at the snapshot
         self._snap_flat: torch.Tensor | None = None
         self._flat_states: dict = {}
 
-    def update(self, good: torch.Tensor, optimizer: torch.optim.Optimizer, sync_free: bool | None = None) -> None:
-        """Where ``good`` is False restore the snapshot's values; then snapshot the state.
-        ``sync_free`` None: on any device but the CPU."""
-        params, tensors = parameters(optimizer), state_tensors(optimizer)
-        if self.snapshot is None or len(self.snapshot) != len(tensors):
+    def update(self, good: torch.Tensor, optimizer: torch.optim.Optimizer,
+               sync_free: bool | None = None) -> torch.Tensor:
+        """Where ``good`` is False restore the snapshot's values; then snapshot the state. Returns
+        the fits restored (length K; none on the first call, which has no snapshot yet).
+        ``sync_free`` None: on any device but the CPU.
+
+        The first optimiser step creates the moments; before it they were zero and the step count
+        0, so the snapshot of that state holds zeros for them. The step counters are one per
+        parameter, shared by packed fits: they go back when every fit is restored (so one fit's
+        restore is exact; in a pack where some fits go on, the count goes on too)."""
+        params, tensors, steps = parameters(optimizer), state_tensors(optimizer), step_counts(optimizer)
+        if self.snapshot is None:
             self.snapshot = [t.detach().clone() for t in tensors]
+            self.steps, self._snap_flat = [c.detach().clone() for c in steps], None
+            return torch.zeros_like(good)
+        if len(self.snapshot) != len(tensors):  # the moments appeared: zero at the snapshot's state
+            self.snapshot = self.snapshot[:len(params)] + [torch.zeros_like(t) for t in tensors[len(params):]]
             self._snap_flat = None
-            return
+        if len(self.steps) != len(steps):
+            self.steps = [torch.zeros_like(c) for c in steps]
         if sync_free is None:
             sync_free = good.device.type != "cpu"
-        if not sync_free:
-            if bool(good.all()):
-                torch._foreach_copy_(self.snapshot, tensors)
-                return
-        elif self._update_flat(good, tensors, params):
-            return
+        if not sync_free and bool(good.all()):  # the CPU's usual step: two fused copies
+            torch._foreach_copy_(self.snapshot, tensors)
+            if steps:
+                torch._foreach_copy_(self.steps, steps)
+            return ~good
+        self._restore_steps(good, steps)
+        if sync_free and self._update_flat(good, tensors, params):
+            return ~good
         masks = [self._keep_mask(good, t) for t in tensors]
         for t, s, keep in zip(tensors, self.snapshot, masks):
             t.copy_(torch.where(keep, t, s))
@@ -77,6 +97,16 @@ class Backtracker:
         for p, keep in zip(params, masks):  # the first tensors are the parameters
             if p.grad is not None:
                 p.grad.copy_(torch.where(keep, p.grad, 0.0))
+        return ~good
+
+    def _restore_steps(self, good: torch.Tensor, steps: list[torch.Tensor]) -> None:
+        """Step counters back where every fit is restored; then snapshot them (few, 0-d: per tensor)."""
+        if not steps:
+            return
+        all_bad = ~good.any()
+        for c, saved in zip(steps, self.steps):
+            c.copy_(torch.where(all_bad, saved.to(c.device), c))
+            saved.copy_(c)
 
     def _update_flat(self, good: torch.Tensor, tensors: list[torch.Tensor], params: list[torch.Tensor]) -> bool:
         """The sync-free restore on flat copies of all tensors at once; False where a tensor is not
@@ -103,10 +133,15 @@ class Backtracker:
         return good.repeat_interleave(t.shape[0] // self.fits).view(-1, *([1] * (t.dim() - 1)))
 
     # ------------------------------------------------------------------ checkpoints
-    def load(self, snapshot: list[torch.Tensor] | None, device: torch.device) -> None:
-        """A checkpoint's snapshot, on ``device``."""
+    def state(self) -> dict:
+        """What a checkpoint keeps: the snapshot and the step counters at it."""
+        return {"snapshot": self.snapshot, "steps": self.steps}
+
+    def load(self, state: dict, device: torch.device) -> None:
+        """A checkpoint's ``state()``, on ``device`` (the counters stay where the optimiser keeps them)."""
+        snapshot = state.get("snapshot")
         self.snapshot = None if snapshot is None else [t.to(device) for t in snapshot]
-        self._snap_flat = None
+        self.steps, self._snap_flat = [c.clone() for c in state.get("steps") or []], None
 
     def match_layouts(self, optimizer: torch.optim.Optimizer) -> None:
         """The snapshot in the layout of the tensors it stands for (a checkpoint from a run with the

@@ -57,18 +57,37 @@ def writable_dir(path: Path) -> Path:
     return path
 
 
-def check_memory(net, in_channels: int, canvas: tuple[int, int], cfg: DictConfig) -> None:
-    """Refuse a problem whose estimated step memory exceeds what is free; warn above half of it."""
-    need = estimate_step_bytes(net, in_channels, canvas)
+def run_device(cfg: DictConfig) -> str:
+    """The device a run's trainer will use: 'cuda' when the accelerator allows it and one exists."""
     accel = str(cfg.trainer.get("accelerator", "auto"))
-    device = "cuda" if (accel in ("auto", "gpu", "cuda") and torch.cuda.is_available()) else "cpu"
+    return "cuda" if (accel in ("auto", "gpu", "cuda") and torch.cuda.is_available()) else "cpu"
+
+
+def stopping_bytes(cfg: DictConfig, image_elements: int) -> int:
+    """What early stopping keeps on the device for an image of ``image_elements`` values (all fits):
+    ES-WMV a ring of ``window`` fp32 outputs and an fp64 running sum; ES-EMV an fp64 mean; both the
+    fp32 image at the detected step."""
+    es = cfg.get("es")
+    if not es:
+        return 0
+    if str(es.get("method", "wmv")) == "wmv":
+        return image_elements * (4 * int(es.get("window", 100)) + 8 + 4)
+    return image_elements * (8 + 4)
+
+
+def check_memory(net, in_channels: int, canvas: tuple[int, int], cfg: DictConfig, out_channels: int = 3) -> None:
+    """Refuse a problem whose estimated memory (one training step, and early stopping's buffers)
+    exceeds what is free; warn above half of it."""
+    need = estimate_step_bytes(net, in_channels, canvas) + stopping_bytes(cfg, out_channels * canvas[0] * canvas[1])
+    device = run_device(cfg)
     free = available_bytes(device)
     if free is None:
         return
     gib = 2 ** 30
     if need > free:
         raise MemoryError(f"a {canvas[0]}x{canvas[1]} fit needs about {need / gib:.1f} GiB but {free / gib:.1f} GiB "
-                          f"of {device} memory are free; shrink it with resize=<longer side> or use a smaller net")
+                          f"of {device} memory are free; shrink it with resize=<longer side>, use a smaller net "
+                          f"or a shorter es.window")
     if need > free / 2:
         log.warning("a %dx%d fit needs about %.1f GiB of the %.1f GiB free on %s", canvas[0], canvas[1], need / gib,
                     free / gib, device)

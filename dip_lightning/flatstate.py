@@ -28,8 +28,9 @@ class FlatState:
         self.total = sum(sizes)
         self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         # per (tensor, fit) block: its length; the K fits' blocks of a tensor are consecutive.
-        # Made once (a host-to-device copy): keep the FlatState across steps (``cached``).
-        self.block = (torch.tensor([n // fits for n in sizes], device=device).repeat_interleave(fits)
+        # Filled on the device from Python scalars: no host-to-device copy (torch.tensor(list) is one),
+        # and made once: keep the FlatState across steps (``cached``).
+        self.block = (torch.cat([torch.full((fits,), n // fits, dtype=torch.long, device=device) for n in sizes])
                       if fits > 1 else None)
 
     @classmethod

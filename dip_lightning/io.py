@@ -193,19 +193,25 @@ def crop(x: torch.Tensor, box: Sequence[int]) -> torch.Tensor:
     return x[..., t:t + h, l:l + w]
 
 
-def center_crop_to_multiple(x: torch.Tensor, multiple: int, pil_round: bool = False) -> torch.Tensor:
-    """The original code's behaviour: centre-crop H and W down to a multiple (loses borders).
+def center_crop_box(h: int, w: int, multiple: int, pil_round: bool = False) -> tuple[int, int, int, int]:
+    """(top, left, H', W') of the original code's centre crop of an h×w image down to a multiple.
 
-    The offset is ⌊(H − H')/2⌋, as its ``crop_image`` (``int()``); ``pil_round``: its SR loader's,
-    which hands PIL the box ((W − W')/2, …) as floats and PIL rounds them (half to even), so an odd
+    The offset is ⌊(h − H')/2⌋, as its ``crop_image`` (``int()``); ``pil_round``: its SR loader's,
+    which hands PIL the box ((w − W')/2, …) as floats and PIL rounds them (half to even), so an odd
     border gives round(k + ½)."""
-    h, w = x.shape[-2:]
     nh, nw = h - h % multiple, w - w % multiple
     if nh == 0 or nw == 0:
         raise ValueError(f"image of size {h}x{w} is smaller than the network multiple {multiple}; "
                          f"use fit_size=pad instead of fit_size=crop")
-    top, left = ((round((h - nh) / 2), round((w - nw) / 2)) if pil_round else ((h - nh) // 2, (w - nw) // 2))
-    return crop(x, (top, left, nh, nw))
+    if pil_round:
+        return round((h - nh) / 2), round((w - nw) / 2), nh, nw
+    return (h - nh) // 2, (w - nw) // 2, nh, nw
+
+
+def center_crop_to_multiple(x: torch.Tensor, multiple: int, pil_round: bool = False) -> torch.Tensor:
+    """The original code's behaviour: centre-crop H and W down to a multiple (loses borders); see
+    ``center_crop_box``."""
+    return crop(x, center_crop_box(*x.shape[-2:], multiple, pil_round))
 
 
 def lcm(a: int, b: int) -> int:

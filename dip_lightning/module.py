@@ -33,6 +33,7 @@ import torch.nn as nn
 from dip_lightning.backtrack import Backtracker, like
 from dip_lightning.io import crop
 from dip_lightning.metrics import psnr, split, ssim
+from dip_lightning.seeds import stream_seed
 
 #: columns of ``DIPModule.history`` (one row per evaluated step; NaN where not applicable)
 FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt", "ssim_ema/gt")
@@ -60,7 +61,8 @@ class DIPModule(pl.LightningModule):
             A non-finite loss or output is always backtracked (checked every step when backtrack_db
             is set, else every ``eval_every`` steps); ``backtracks`` counts the restorations.
         eval_every: compute metrics every k steps (also at step 1 and the last step).
-        seed: seeds the input-jitter generator; ``seeds`` (one per fit) overrides it for K fits.
+        seed: seeds the input-jitter generator (its own stream, ``dip_lightning.seeds``); ``seeds``
+            (one per fit) overrides it for K fits.
         fits: K, the number of packed fits.
     """
 
@@ -130,12 +132,12 @@ class DIPModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         if self._gens is None or self._gens[0].device != self.device:
-            self._gens = [torch.Generator(device=self.device).manual_seed(s) for s in self.seeds]
+            self._gens = [torch.Generator(device=self.device).manual_seed(stream_seed(s, "jitter")) for s in self.seeds]
         pending = self._resume_extra
         if pending is not None:  # restore what on_load_checkpoint read, now that the device is known
             for g, state in zip(self._gens, pending.get("gens") or []):
                 g.set_state(state)
-            self.backtracker.load(pending["snapshot"], self.device)
+            self.backtracker.load(pending.get("backtrack") or {}, self.device)
             self._resume_extra = None
 
     def on_train_start(self) -> None:
@@ -154,7 +156,7 @@ class DIPModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Besides weights, buffers and optimiser: the input-jitter RNGs and the backtracking snapshot."""
         checkpoint["dip"] = {"gens": None if self._gens is None else [g.get_state() for g in self._gens],
-                             "snapshot": self.backtracker.snapshot}
+                             "backtrack": self.backtracker.state()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resume_extra = checkpoint.get("dip")
@@ -207,7 +209,13 @@ class DIPModule(pl.LightningModule):
 
     @torch.no_grad()
     def _after_forward(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor) -> None:
-        """Collapse guard, EMA, best iterate and (every k steps) metrics, all without a host sync."""
+        """Collapse guard, EMA, best iterate and (every k steps) metrics, all without a host sync.
+        In fp32 (or the run's fp64) with autocast off: Lightning runs ``training_step`` under its
+        precision's autocast, and in bf16 SSIM's variance subtraction cancels (0.99 -> 0.69)."""
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            self._bookkeeping(step, out, a, losses)
+
+    def _bookkeeping(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor) -> None:
         psnr_obs = psnr(crop(a, self.obs_box), crop(self.y, self.obs_box), self.fits)
         good = self._guard(step, losses, psnr_obs)
         g = self._per_fit(good)
@@ -235,8 +243,8 @@ class DIPModule(pl.LightningModule):
             good = good & ~(psnr_obs < self.prev_psnr_obs - self.backtrack_db)
             self.prev_psnr_obs = torch.where(good, psnr_obs, self.prev_psnr_obs)
         if self.backtrack_db is not None or step in self._row_of:  # else only the NaN guard, every k steps
-            self.backtracker.update(good, self._torch_optimizer(), self.sync_free_backtrack)
-            self.backtracks += (~good).long()
+            restored = self.backtracker.update(good, self._torch_optimizer(), self.sync_free_backtrack)
+            self.backtracks += restored.long()
         return good
 
     def _update_ema(self, out: torch.Tensor, good: torch.Tensor) -> None:

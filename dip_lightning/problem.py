@@ -4,7 +4,7 @@
 network initialised from the fit's seed, the observation ``y = task.simulate(x)`` (or the user's
 own observed image), its padding to the net's multiple, and the fixed input z. Seeds: the net's
 weights come from ``torch.manual_seed(seed)``; the observation's noise / mask and then z are drawn
-from one ``torch.Generator`` seeded with ``seed``.
+from one ``torch.Generator`` of the "observation" stream (``dip_lightning.seeds``).
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import torch
 from omegaconf import DictConfig
 
 from dip_lightning.instantiate import instantiate
-from dip_lightning.io import center_crop_to_multiple, lcm, load_alpha, load_image, pad_amounts, pil_resize
+from dip_lightning.seeds import stream_seed
+from dip_lightning.io import center_crop_box, crop, lcm, load_alpha, load_image, pad_amounts, pil_resize
 from dip_lightning.tasks.base import Task
 
 
@@ -45,15 +46,14 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
     s = int(task.scale)
     obs_multiple = lcm(multiple, s) // s  # observation pixels per canvas multiple
     x = image[None]
-    if observed or task.blind:
-        if fit_size == "crop":
-            h0, w0 = x.shape[-2:]
-            x = center_crop_to_multiple(x, obs_multiple)
-            task.crop_like(((h0 - x.shape[-2]) // 2, (w0 - x.shape[-1]) // 2, *x.shape[-2:]))
+    adopt = observed or task.blind
+    if fit_size == "crop":  # first, as the original: its SR loader crops the HR image to the multiple
+        box = center_crop_box(*x.shape[-2:], obs_multiple if adopt else lcm(multiple, s), pil_round=s > 1 and not adopt)
+        task.crop_like(box, tuple(x.shape[-2:]))  # operator state of the image's size (mask, flash) alike
+        x = crop(x, box)
+    if adopt:
         y, x_true = task.adopt(x), None
     else:
-        if fit_size == "crop":  # first, as the original: its SR loader crops the HR image to the multiple
-            x = center_crop_to_multiple(x, lcm(multiple, s), pil_round=s > 1)
         x_true = task.crop_ground_truth(x)
         y = task.simulate(x_true, generator)
     h, w = y.shape[-2:]
@@ -88,7 +88,7 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
     torch.manual_seed(seed)  # network initialisation depends on the seed only
     in_channels = task.input_channels or make_input.depth
     net = instantiate(cfg.net, in_channels=in_channels, out_channels=img.shape[0])
-    generator = torch.Generator().manual_seed(seed)  # observation noise / mask, then z
+    generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # noise / mask, then z
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), bool(cfg.observed),
                            str(cfg.fit_size), generator, getattr(net, "min_size", None))
     z = task.network_input()

@@ -24,7 +24,8 @@ def git_revision(path: Path) -> dict | None:
         return None
 
 
-def environment(seed: int, deterministic: bool) -> dict:
+def environment(seed: int, deterministic: bool, device: str = "cpu") -> dict:
+    """Versions, seed, command line, git revision, and the device that runs (``device``: cpu | cuda)."""
     import torch
 
     versions = {}
@@ -40,8 +41,8 @@ def environment(seed: int, deterministic: bool) -> dict:
         "platform": platform.platform(),
         "packages": versions,
         "torch_threads": torch.get_num_threads(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "cuda": torch.version.cuda if device == "cuda" else None,
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         "argv": sys.argv,
         "git": git_revision(Path(__file__).resolve().parent),
     }

@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from dip_lightning import malloc as cpu_malloc
 from dip_lightning.callbacks import CurveLogger, DivergenceGuard, PSNRProgressBar, Snapshots, Throughput
-from dip_lightning.checks import check_memory, check_values, writable_dir
+from dip_lightning.checks import check_memory, check_values, run_device, writable_dir
 from dip_lightning.data import step_loader
 from dip_lightning.instantiate import instantiate
 from dip_lightning.loggers import build_logger, finish_logger, log_summary, quiet_lightning
@@ -61,7 +61,7 @@ def set_up(cfg: DictConfig, out_dir: Path) -> None:
     set_deterministic(deterministic)
     pl.seed_everything(int(cfg.seed), verbose=False)
     write_json(out_dir / "environment.json",
-               {**environment(int(cfg.seed), deterministic), "cpu_malloc_reuse": malloc_reuse})
+               {**environment(int(cfg.seed), deterministic, run_device(cfg)), "cpu_malloc_reuse": malloc_reuse})
 
 
 def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | None = None) -> Built:
@@ -75,12 +75,13 @@ def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | No
     task = fits[0].task if k == 1 else PackedTask([f.task for f in fits])
     z = torch.cat([f.z for f in fits], 1)
     cpu_malloc.release()  # an earlier run's heap, kept by cpu_malloc=reuse, is free memory again
-    check_memory(net, z.shape[1], fits[0].prob.canvas, cfg)
+    y = torch.cat([f.prob.y_padded for f in fits], 1)
+    check_memory(net, z.shape[1], fits[0].prob.canvas, cfg, out_channels=y.shape[1])
     if cfg.get("compile"):
         net = torch.compile(net)
     gts = [f.prob.x_true for f in fits]
     module = DIPModule(
-        net=net, task=task, optimizer=instantiate(cfg.optim), z=z, y=torch.cat([f.prob.y_padded for f in fits], 1),
+        net=net, task=task, optimizer=instantiate(cfg.optim), z=z, y=y,
         x_true=None if gts[0] is None else torch.cat(gts, 1), box=fits[0].prob.box, iters=int(cfg.iters),
         reg_noise_std=float(cfg.reg_noise_std), exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db,
         tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=str(cfg.memory_format),

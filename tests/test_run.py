@@ -112,3 +112,60 @@ def test_channels_last_runs_with_backtracking_and_matches_nchw(compose_cfg, imag
                  out="nchw"))
     assert a["metrics"]["status"] == "completed"
     assert torch.allclose(a["restored"], b["restored"], atol=1e-6)
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+@pytest.mark.parametrize("k", [2, 4])
+def test_a_collapse_restores_parameters_moments_and_step_count_exactly(k, sync_free):
+    """A parameter set to NaN at step k: the restore puts back the parameters, Adam's moments and
+    its step count of step k−1 exactly (at k = 2, before the first update: zero moments, step 0);
+    the first call, with nothing to restore, restores nothing."""
+    from dip_lightning.backtrack import Backtracker, state_tensors, step_counts
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3))
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    guard, x = Backtracker(1), torch.randn(1, 2, 8, 8)
+    for step in range(1, k + 1):
+        opt.zero_grad()
+        net(x).pow(2).mean().backward()
+        bad = step == k
+        if bad:
+            with torch.no_grad():
+                next(net.parameters()).view(-1)[0] = float("nan")
+        else:  # the state the guard sees at step k - 1 (moments absent before the first update: zero)
+            expect = [t.clone() for t in state_tensors(opt)]
+            expect_steps = [c.clone() for c in step_counts(opt)]
+        restored = guard.update(torch.tensor([not bad]), opt, sync_free)
+        assert bool(restored) == bad and (step > 1 or not bool(restored))
+        if bad:
+            now, steps = state_tensors(opt), step_counts(opt)
+            params = len(list(net.parameters()))
+            assert all(torch.equal(a, b) for a, b in zip(now[:params], expect[:params]))
+            moments = expect[params:] or [torch.zeros_like(t) for t in now[params:]]
+            assert len(now) - params == 2 * params and all(torch.equal(a, b) for a, b in zip(now[params:], moments))
+            assert [float(c) for c in steps] == ([float(c) for c in expect_steps] or [0.0] * params)
+        opt.step()
+
+
+def test_jitter_and_observation_noise_are_independent_streams(compose_cfg, image_file):
+    """Same seed, same draws (twice); but step 1's jitter ε is not the denoising noise realisation
+    (both generators seeded with the seed itself drew the same values)."""
+    from dip_lightning.run import build
+
+    cfg = compose_cfg(f"image={image_file(24, 20, 3)}", "task.sigma=5", "reg_noise_std=0.05", "input.depth=4",
+                      "iters=2", *QUIET, *TINY_NET)
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(123)  # the global stream must not matter for these two
+        m = build(cfg).module
+        m.on_fit_start()
+        eps = ((m._input() - m.z) / 0.05).flatten()
+        top, left, h, w = m.box
+        noise = ((m.y[..., top:top + h, left:left + w] - m.x_true) * 255 / 5).flatten()
+        draws.append((eps, noise))
+    (e1, n1), (e2, n2) = draws
+    assert torch.equal(e1, e2) and torch.equal(n1, n2)
+    k = min(len(e1), len(n1))
+    assert not torch.allclose(e1[:k], n1[:k], atol=1e-3)
+    assert abs(torch.corrcoef(torch.stack([e1[:k], n1[:k]]))[0, 1]) < 0.1

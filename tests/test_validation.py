@@ -192,3 +192,42 @@ def test_bad_evaluation_settings_are_one_line_errors(tiny, tmp_path):
         run(tiny(f"image={img}", "eval_protocol=full", "eval_output=ema", "exp_weight=null"))
     m = run(tiny(f"image={img}", "eval_protocol=full", "eval_output=best"))["metrics"]
     assert m["eval_protocol"] == "full" and m["eval_output"] == "best" and m["psnr_eval"] > 0
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_a_mask_file_is_cropped_like_the_image_with_fit_size_crop(tiny, tmp_path, observed):
+    """A 22x26 image and its 22x26 mask file: fit_size=crop centre-crops both to 16x24 at (3, 1)."""
+    Image.fromarray(rgb8(22, 26)).save(tmp_path / "c.png")
+    mask = np.full((22, 26), 255, np.uint8)
+    mask[6:11, 7:13] = 0
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    res = run(tiny(f"image={tmp_path / 'c.png'}", "task=inpaint", f"task.mask={tmp_path / 'm.png'}", "fit_size=crop",
+                   f"observed={str(observed).lower()}", out=f"m{observed}"))
+    observed_png = np.asarray(Image.open(res["output_dir"] / "observed.png"))
+    assert observed_png.shape[:2] == (16, 24) and res["restored"].shape == (3, 16, 24)
+    assert (observed_png[3:8, 6:12] == 0).all() and observed_png[:3].min() > 0 and observed_png[8:, 14:].max() > 0
+
+
+def test_the_memory_check_counts_early_stoppings_ring_buffer(tiny, tmp_path, monkeypatch):
+    from dip_lightning.checks import stopping_bytes
+
+    img = write(tmp_path / "r.png", rgb8())
+    cfg = tiny(f"image={img}", "es=wmv", "es.window=100")
+    assert stopping_bytes(cfg, 3 * 32 * 32) == 3 * 32 * 32 * (4 * 100 + 8 + 4)
+    assert stopping_bytes(tiny("es=emv"), 10) == 10 * 12 and stopping_bytes(tiny("es=none"), 10) == 0
+    monkeypatch.setattr(checks, "available_bytes", lambda device="cpu": 2 ** 30)  # 1 GiB free
+    run(tiny(f"image={img}", "es=wmv", "es.window=100", out="fits"))
+    with pytest.raises(MemoryError, match="shorter es.window"):  # 10^6 outputs of 3x24x24 fp32: 6.4 GiB
+        run(tiny(f"image={img}", "es=wmv", "es.window=1000000", out="ring"))
+
+
+def test_environment_records_the_device_that_ran(tiny, monkeypatch):
+    import torch
+
+    from dip_lightning.checks import run_device
+    from dip_lightning.provenance import environment
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    assert run_device(tiny("trainer.accelerator=cpu")) == "cpu" and run_device(tiny("trainer.accelerator=gpu")) == "cuda"
+    assert environment(0, False, "cpu")["device"] == "cpu" and environment(0, False, "cuda")["device"] == "Fake GPU"

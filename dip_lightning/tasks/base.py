@@ -31,9 +31,9 @@ class Task(nn.Module):
         """Channels of ``network_input()`` when the task supplies the net's input, else None."""
         return None
 
-    def crop_like(self, box: Sequence[int]) -> None:
-        """Crop operator state of the observation's size to ``box`` = (top, left, height, width), as the
-        observation was cropped (``fit_size='crop'`` of an observed image)."""
+    def crop_like(self, box: Sequence[int], full: Sequence[int] | None = None) -> None:
+        """Crop operator state of the image's size ``full`` = (H, W) to ``box`` = (top, left, height,
+        width), as the image was cropped (``fit_size='crop'``)."""
 
     def crop_ground_truth(self, x: torch.Tensor) -> torch.Tensor:
         """Make a clean image (1, C, H, W) valid for this task (e.g. SR: a multiple of the factor)."""

@@ -38,7 +38,7 @@ class FlashNoFlash(Task):
                              f"give two photos of the same size")
         return y
 
-    def crop_like(self, box: Sequence[int]) -> None:
+    def crop_like(self, box: Sequence[int], full: Sequence[int] | None = None) -> None:
         t, l, h, w = box
         self.flash = self.flash[..., t:t + h, l:l + w]
 

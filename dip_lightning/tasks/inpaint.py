@@ -29,6 +29,12 @@ class Inpaint(Task):
         self.missing = float(missing)
         self.box = list(box)
         self.register_buffer("mask", torch.ones(1, 1, 1, 1))
+        self.crop_box: tuple[int, int, int, int] | None = None  # fit_size=crop: the image's crop
+        self.full_size: tuple[int, int] | None = None  # ... of an image of this size
+
+    def crop_like(self, box: Sequence[int], full: Sequence[int] | None = None) -> None:
+        """A mask file or alpha channel has the image's size; fit_size=crop cropped the image to ``box``."""
+        self.crop_box, self.full_size = tuple(int(v) for v in box), None if full is None else tuple(full)
 
     def make_mask(self, height: int, width: int, generator: torch.Generator | None) -> torch.Tensor:
         src = self.mask_source
@@ -44,10 +50,17 @@ class Inpaint(Task):
             alpha = self.alpha
             if alpha is None:
                 raise ValueError("task.mask=alpha needs an image file with an alpha channel")
-            # the image's size; fit_size=crop centre-cropped the image to (height, width): crop alike
-            top, left = (alpha.shape[-2] - height) // 2, (alpha.shape[-1] - width) // 2
-            return (alpha[:, top:top + height, left:left + width].mean(0) > 0.5).float()[None, None]
+            return self._crop((alpha.mean(0) > 0.5).float()[None, None])
+        if self.crop_box is not None and self.full_size is not None:  # the file has the uncropped image's size
+            return self._crop(masks.file_mask(src, *self.full_size))
         return masks.file_mask(src, height, width)
+
+    def _crop(self, m: torch.Tensor) -> torch.Tensor:
+        """A mask of the image's size, cropped as fit_size=crop cropped the image."""
+        if self.crop_box is None:
+            return m
+        t, l, h, w = self.crop_box
+        return m[..., t:t + h, l:l + w]
 
     def _set_mask(self, m: torch.Tensor) -> None:
         known = m.mean().item()
