@@ -19,6 +19,9 @@ from dip_lightning.metrics import PROTOCOLS
 
 log = logging.getLogger(__name__)
 
+#: torch.compile's modes (reduce-overhead: CUDA graphs)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 
 def check_values(cfg: DictConfig) -> None:
     """Values a user can get wrong, each with a one-line message naming it and the fix."""
@@ -35,6 +38,9 @@ def check_values(cfg: DictConfig) -> None:
     if int(cfg.eval_every) < 1:
         raise ValueError(f"eval_every={cfg.eval_every} must be a positive number of steps")
     cpu_malloc.check(str(cfg.get("cpu_malloc", "reuse")))
+    mode = str(cfg.get("compile_mode") or "default")
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode={mode}; choose one of {', '.join(COMPILE_MODES)}")
     protocol, scored = cfg.get("eval_protocol"), str(cfg.get("eval_output") or "final")
     if protocol is not None and protocol not in PROTOCOLS:
         raise ValueError(f"eval_protocol={protocol}; choose {' or '.join(PROTOCOLS)} (or null for none)")

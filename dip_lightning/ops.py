@@ -11,14 +11,19 @@ def lanczos(x: torch.Tensor, a: int = 2) -> torch.Tensor:
 
 
 def lanczos_kernel(factor: int, a: int = 2) -> torch.Tensor:
-    """The paper's SR downsampling kernel: Lanczos-a, phase 0.5, 2·a·factor taps per axis.
+    """The paper's SR downsampling kernel, Lanczos-a with its support scaled by the factor, centred
+    on each low-resolution pixel's block of factor × factor high-resolution pixels.
 
-    Taps sit at offsets (n − a·factor + 0.5) / factor for n = 0 … 2·a·factor − 1 (half-pixel phase,
-    support scaled by the factor); the 2-D kernel is the outer product, normalised to sum 1.
-    For factor 4 this is 16×16, for factor 8 32×32 (DIP's "lanczos2" downsampler).
+    Even factors: the original's phase 0.5, 2·a·factor taps at offsets (n − a·factor + 0.5) / factor,
+    n = 0 … 2·a·factor − 1 (16×16 for ×4, 32×32 for ×8). Odd factors: the block's centre is a pixel,
+    so 2·a·factor + 1 taps at offsets (n − a·factor) / factor (13×13 for ×3); the original's
+    phase-0.5 kernel cannot be centred there (its padding of 1.5·factor px is not whole).
+    The 2-D kernel is the outer product, normalised to sum 1; pad it by (size − factor) / 2 px.
     """
-    n = torch.arange(2 * a * factor, dtype=torch.float64)
-    t = (n - a * factor + 0.5) / factor
+    if factor % 2 == 0 or factor == 1:  # (×1: the classic 4-tap half-pixel filter)
+        t = (torch.arange(2 * a * factor, dtype=torch.float64) - a * factor + 0.5) / factor
+    else:
+        t = (torch.arange(2 * a * factor + 1, dtype=torch.float64) - a * factor) / factor
     k1 = lanczos(t, a)
     k2 = torch.outer(k1, k1)
     return (k2 / k2.sum()).float()

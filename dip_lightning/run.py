@@ -78,7 +78,7 @@ def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | No
     y = torch.cat([f.prob.y_padded for f in fits], 1)
     check_memory(net, z.shape[1], fits[0].prob.canvas, cfg, out_channels=y.shape[1])
     if cfg.get("compile"):
-        net = torch.compile(net)
+        net = torch.compile(net, mode=str(cfg.get("compile_mode") or "default"))
     gts = [f.prob.x_true for f in fits]
     module = DIPModule(
         net=net, task=task, optimizer=instantiate(cfg.optim), z=z, y=y,

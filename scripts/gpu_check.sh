@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issue 6): the gpu-marked tests and the CUDA benchmark figures, in one run of
-# about 6-8 minutes on one H100/H200. Results land in $OUT (at most 8 files: the device tool's limit).
+# The prepared GPU check: the gpu-marked tests (the bf16/compile/NCHW switches against fp32, the
+# CUDA sync-debug step) and the CUDA benchmark figures, in one go of at most ~8 minutes on one
+# H100/H200. Results land in $OUT as 3 files (the device tool returns few): gpu.txt, log.txt and
+# bench.json (every benchmark's JSON, keyed by its name).
 #
-# The device image has torch, pytorch-lightning and torchmetrics but not hydra-core / omegaconf. Before
-# the run, on the CPU machine, in the repo root (wheels are pure Python; .whl/ is git-ignored):
+# The device image has torch, pytorch-lightning and torchmetrics but not hydra-core / omegaconf /
+# wandb. Before the run, on the CPU machine, in the repo root (wheels are pure Python; .whl/ is
+# git-ignored):
 #   echo /.whl/ >> .git/info/exclude
 #   pip download -q --no-deps --only-binary=:all: hydra-core==1.3.8 omegaconf==2.3.1 -d .whl
 #   pip wheel -q --no-deps antlr4-python3-runtime==4.9.3 -w .whl
 # then run this with carry [".whl"]: `bash scripts/gpu_check.sh`. W&B is not needed (logger=none).
+#
+# Targets (README "Speed"): at 512² a step at least 3× the plain fp32 NCHW eager step
+# (speedup_vs_eager), and pack=8 at least 4× 8 sequential fits at 128² (pack_speedup).
 set -uo pipefail
 OUT=${OUT:-$(mktemp -d)}
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -21,16 +27,45 @@ export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
   2>&1 | tee "$OUT/gpu.txt"
 
 exec > >(tee -a "$OUT/log.txt") 2>&1
-# DIP_CHECK_DEVICE=cpu DIP_CHECK_QUICK=1 dry-runs the plumbing on a CPU machine
+# DIP_CHECK_DEVICE=cpu DIP_CHECK_QUICK=1 dry-runs the plumbing on a CPU machine (the test suite does)
 DEVICE=${DIP_CHECK_DEVICE:-cuda}
-B=(python3 scripts/benchmark.py --task denoise --net skip --device "$DEVICE" --steps 50 --warmup 10 --repeats 3)
-[ -n "${DIP_CHECK_QUICK:-}" ] && B+=(--quick --steps 2 --warmup 1 --repeats 1)
+BUDGET=${DIP_CHECK_BUDGET_S:-450}   # stop starting new steps after this many seconds
+JSON=$(mktemp -d)
+B=(python3 scripts/benchmark.py --task denoise --net skip --device "$DEVICE" --steps 30 --warmup 10 --repeats 2)
+SIZES=(256 512) PACK_SIZE=128 COMPILE=1
+if [ -n "${DIP_CHECK_QUICK:-}" ]; then  # tiny images and nets, no compiling: the plumbing in about a minute
+  B+=(--quick --steps 2 --warmup 1 --repeats 1) SIZES=(32 48) PACK_SIZE=32 COMPILE=
+fi
 status=0
-step() { echo "== $*"; "$@" || status=1; }
-step "${B[@]}" --size 256 --profile 20 --json "$OUT/${DEVICE}256_fp32.json"
-step "${B[@]}" --size 256 --precision bf16-mixed --profile 20 --json "$OUT/${DEVICE}256_bf16.json"
-step "${B[@]}" --size 256 --precision bf16-mixed --compile --json "$OUT/${DEVICE}256_bf16_compile.json"
-step "${B[@]}" --size 128 --pack 8 --json "$OUT/${DEVICE}128_pack8.json"
-step python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_benchmark.py tests/test_precision_compile.py
+step() {  # step NAME TIMEOUT_S COMMAND...: skipped once the budget is spent; a failure is recorded
+  local name=$1 limit=$2; shift 2
+  if (( SECONDS > BUDGET )); then echo "== $name: skipped (budget of ${BUDGET}s spent)"; status=1; return; fi
+  echo "== $name ($SECONDS s in)"
+  timeout "$limit" "$@" || { echo "== $name: failed or timed out"; status=1; }
+}
+for i in 0 1; do
+  size=${SIZES[$i]} name=$(( i == 0 ? 256 : 512 ))  # JSON names say the real run's sizes
+  step "fp32 ${size}" 120 "${B[@]}" --size "$size" --json "$JSON/fp32_${name}.json"
+  step "bf16 ${size}" 120 "${B[@]}" --size "$size" --precision bf16-mixed --json "$JSON/bf16_${name}.json"
+  if [ -n "$COMPILE" ]; then
+    step "bf16+compile ${size}" 150 "${B[@]}" --size "$size" --precision bf16-mixed --compile \
+      --json "$JSON/bf16_compile_${name}.json"
+    [ "$DEVICE" = cuda ] && step "bf16+compile+cudagraphs ${size}" 150 "${B[@]}" --size "$size" --precision bf16-mixed \
+      --compile --compile-mode reduce-overhead --json "$JSON/bf16_cudagraphs_${name}.json"
+  fi
+done
+step "pack=8 ${PACK_SIZE}" 150 "${B[@]}" --size "$PACK_SIZE" --pack 8 --json "$JSON/pack8_128.json"
+if [ "$DEVICE" = cuda ]; then
+  step "gpu tests" 240 python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_benchmark.py \
+    tests/test_precision_compile.py tests/test_sync_free.py
+fi
+python3 - "$JSON" "$OUT/bench.json" <<'PY'
+import json, pathlib, sys
+runs = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}
+keep = ("it_per_s", "eager_baseline_it_per_s", "speedup_vs_eager", "pack_speedup", "peak_mem_mb", "first_run_s")
+for name, r in runs.items():
+    print(name, {k: round(r[k], 3) for k in keep if isinstance(r.get(k), (int, float))})
+pathlib.Path(sys.argv[2]).write_text(json.dumps(runs, indent=1) + "\n")
+PY
 echo "gpu_check: exit $status"
 exit $status

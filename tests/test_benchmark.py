@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,10 +139,25 @@ def test_cuda_bf16_quick(tmp_path):
 
 
 def test_gpu_check_script_parses_and_names_real_files():
-    """scripts/gpu_check.sh (the prepared device run) is valid bash and runs files that exist.
-    (Dry-run on a CPU: DIP_CHECK_DEVICE=cpu DIP_CHECK_QUICK=1 bash scripts/gpu_check.sh, ~1.5 min.)"""
+    """scripts/gpu_check.sh (the prepared device run) is valid bash and runs files that exist."""
     script = ROOT / "scripts" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     text = script.read_text()
-    for path in ("scripts/benchmark.py", "tests/test_benchmark.py", "tests/test_precision_compile.py"):
+    for path in ("scripts/benchmark.py", "tests/test_benchmark.py", "tests/test_precision_compile.py",
+                 "tests/test_sync_free.py"):
         assert path in text and (ROOT / path).is_file(), path
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    """The prepared device run, dry-run on this CPU (DIP_CHECK_DEVICE=cpu DIP_CHECK_QUICK=1: tiny
+    sizes, no compiling): every benchmark step runs, and bench.json holds each one's fields."""
+    env = {**os.environ, "DIP_CHECK_DEVICE": "cpu", "DIP_CHECK_QUICK": "1", "OUT": str(tmp_path)}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    runs = json.loads((tmp_path / "bench.json").read_text())
+    assert set(runs) == {"fp32_256", "bf16_256", "fp32_512", "bf16_512", "pack8_128"}
+    assert all(r["it_per_s"] > 0 for r in runs.values()) and runs["pack8_128"]["pack_speedup"] > 0
+    assert runs["bf16_256"]["precision"] == "bf16-mixed" and runs["fp32_512"]["size"] == 48
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "gpu.txt", "log.txt"]

@@ -150,3 +150,85 @@ def test_channels_last_net_keeps_channels_last_everywhere():
     assert {name for name, _, _ in seen} == {"Conv2d", "BatchNorm2d", "Concat"}
     assert all(cin for _, cin, _ in seen), seen
     assert all(cout for name, _, cout in seen if name == "Concat"), seen
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_reflect_pad_own_backward_in_every_layout(channels_last):
+    """_ReflectPad (used on CUDA under deterministic=true for every layout, where aten's reflection
+    backward is refused) equals F.pad's gradient in float64 at odd sizes, in the input's layout."""
+    import torch.nn.functional as F
+
+    from dip_lightning.nets.blocks import _ReflectPad
+
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 7, 9, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for pad in [(1, 1, 1, 1), (2, 1, 0, 3)]:
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = _ReflectPad.apply(a, pad), F.pad(b, pad, mode="reflect")
+        g = torch.randn_like(yb)
+        ya.backward(g)
+        yb.backward(g)
+        assert torch.equal(ya, yb) and torch.allclose(a.grad, b.grad, atol=1e-12)
+        assert a.grad.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (5, 7), (8, 6)])
+def test_aligned_bilinear_up2_equals_interpolate_in_value_and_gradient(hw):
+    """legacy=true's align_corners=True upsampling, as matrix products (deterministic on CUDA)."""
+    import torch.nn.functional as F
+
+    from dip_lightning.nets.blocks import bilinear_up2_aligned
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *hw, dtype=torch.float64)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya = bilinear_up2_aligned(a)
+    yb = F.interpolate(b, scale_factor=2, mode="bilinear", align_corners=True)
+    assert ya.shape == yb.shape and torch.allclose(ya, yb, atol=1e-12)
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+
+
+def test_packed_concat_equals_the_reshape_and_keeps_channels_last():
+    """Concat of K = 3 packed fits: the same values and gradients as the per-fit reshape it
+    replaces (float64), and in a channels_last packed skip net every conv, BatchNorm and Concat
+    input and Concat output stays channels_last."""
+    from dip_lightning.nets.blocks import Concat, _GroupedCat, is_channels_last
+    from dip_lightning.packing import pack_nets
+
+    torch.manual_seed(0)
+    k, outs = 3, [torch.randn(1, 3 * c, 5, 7, dtype=torch.float64) for c in (2, 4)]
+    a = [o.clone().contiguous(memory_format=torch.channels_last).requires_grad_() for o in outs]
+    b = [o.clone().requires_grad_() for o in outs]
+    ya = _GroupedCat.apply(k, *a)
+    cat = torch.cat([o.reshape(1, k, o.shape[1] // k, 5, 7) for o in b], dim=2)
+    yb = cat.reshape(1, -1, 5, 7)
+    assert torch.equal(ya, yb) and is_channels_last(ya)
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    assert all(torch.equal(x.grad, y.grad) and is_channels_last(x.grad) for x, y in zip(a, b))
+
+    torch.set_num_threads(1)
+    nets = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        nets.append(SkipNet(4, 3, [8, 8, 8], [8, 8, 8], [2, 2, 2]))
+    net = pack_nets(nets).to(memory_format=torch.channels_last)
+    seen = []
+
+    def hook(mod, inputs, output):
+        seen.append((type(mod).__name__, is_channels_last(inputs[0]), is_channels_last(output)))
+
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, Concat)):
+            m.register_forward_hook(hook)
+    z = torch.rand(1, 12, 24, 24).contiguous(memory_format=torch.channels_last).requires_grad_()
+    net(z).sum().backward()
+    assert {name for name, _, _ in seen} == {"Conv2d", "BatchNorm2d", "Concat"}
+    assert all(cin for _, cin, _ in seen), seen
+    assert all(cout for name, _, cout in seen if name == "Concat"), seen

@@ -81,4 +81,38 @@ def test_config_mirrors_the_constructor(name, cls):
     assert set(cfg) == set(defaults)
     for key, value in cfg.items():
         default = defaults[key]
+        if isinstance(value, str) and value.startswith("${"):  # set from the top level (legacy: ${legacy})
+            continue
         assert (list(default) if isinstance(default, tuple) else default) == value, key
+
+
+@pytest.mark.parametrize("net,extra,bilinear", [
+    ("unet", ["net.upsample_mode=bilinear", "net.norm_layer=batch"], True),
+    ("resnet", [], False),
+    ("decoder", [], True),
+    ("convdecoder", [], True),
+    ("texture", ["net.upsample_mode=bilinear"], True),
+])
+def test_legacy_reaches_every_net(compose_cfg, net, extra, bilinear):
+    """legacy=true: every bilinear Upsample uses align_corners=True, every BatchNorm weight is U(0, 1)."""
+    from hydra.utils import instantiate
+
+    from dip_lightning.nets.blocks import Upsample
+
+    cfg = compose_cfg(f"net={net}", "legacy=true", *extra)
+    torch.manual_seed(0)
+    model = instantiate(cfg.net, in_channels=4, out_channels=3)
+    ups = [m for m in model.modules() if isinstance(m, Upsample) and m.mode == "bilinear"]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bool(ups) == bilinear and all(m.align_corners for m in ups)
+    assert bns and all(not torch.all(m.weight == 1) and m.weight.min() >= 0 and m.weight.max() <= 1 for m in bns)
+    plain = instantiate(compose_cfg(f"net={net}", *extra, out="plain").net, in_channels=4, out_channels=3)
+    assert not any(m.align_corners for m in plain.modules() if isinstance(m, Upsample) and m.mode == "bilinear")
+
+
+def test_legacy_on_a_net_it_cannot_change_is_a_clear_error(compose_cfg, image_file):
+    from dip_lightning.run import run
+
+    with pytest.raises(ValueError, match="legacy=true changes bilinear upsampling and BatchNorm's init, and this UNet"):
+        run(compose_cfg(f"image={image_file(32, 32, 3)}", "net=unet", "legacy=true", "iters=1", "logger=none",
+                        "trainer.enable_progress_bar=false"))

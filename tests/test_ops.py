@@ -56,3 +56,37 @@ def test_downsampler_keeps_constants_and_output_size():
     y = op(x)
     assert y.shape == (1, 3, 10, 6)
     assert torch.allclose(y, torch.full_like(y, 0.3), atol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 5, 6, 7, 8])
+def test_every_factor_maps_an_odd_modcropped_image_to_its_lr_size_with_a_centred_kernel(factor):
+    """H×W (a multiple of the factor) -> H/f × W/f, and a linear ramp comes out as the value at each
+    LR pixel's block centre (a symmetric kernel centred there preserves linear functions)."""
+    h, w = 7 * factor, 9 * factor
+    op = SuperResolution(factor=factor)
+    k = lanczos_kernel(factor)
+    assert k.shape[0] == 4 * factor + (factor % 2) and torch.allclose(k, k.flip(0)) and torch.allclose(k, k.T)
+    ramp = torch.arange(w, dtype=torch.float64).expand(1, 1, h, w).clone()
+    y = op(ramp.float()).double()
+    assert y.shape == (1, 1, 7, 9)
+    centres = torch.arange(9, dtype=torch.float64) * factor + (factor - 1) / 2
+    inner = slice(2, 7)  # away from the replicated border
+    assert torch.allclose(y[0, 0, 3, inner], centres[inner], atol=1e-4)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 8])
+def test_sr_runs_on_an_odd_image_at_factor(factor, tmp_path):
+    """dip-restore task=sr task.factor=f on an odd-size image: the output has the modcropped size."""
+    from PIL import Image
+
+    from conftest import QUIET, TINY_NET, synthetic_image
+    from dip_lightning.api import compose_config
+    from dip_lightning.run import run
+
+    path = tmp_path / "odd.png"
+    h, w = 8 * factor + 1, 6 * factor + 3
+    Image.fromarray((synthetic_image(h, w, 3) * 255).astype(np.uint8)).save(path)
+    cfg = compose_config([f"image={path}", "task=sr", f"task.factor={factor}", "iters=2", "input.depth=4", *QUIET,
+                          *TINY_NET, f"paths.output_dir={tmp_path / 'out'}"])
+    res = run(cfg)
+    assert res["restored"].shape == (3, h - h % factor, w - w % factor)

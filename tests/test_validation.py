@@ -231,3 +231,9 @@ def test_environment_records_the_device_that_ran(tiny, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
     assert run_device(tiny("trainer.accelerator=cpu")) == "cpu" and run_device(tiny("trainer.accelerator=gpu")) == "cuda"
     assert environment(0, False, "cpu")["device"] == "cpu" and environment(0, False, "cuda")["device"] == "Fake GPU"
+
+
+def test_bad_compile_mode_is_a_one_line_error(tiny, tmp_path):
+    img = write(tmp_path / "c.png", rgb8())
+    with pytest.raises(ValueError, match="compile_mode=fast; choose one of default, reduce-overhead"):
+        run(tiny(f"image={img}", "compile=true", "compile_mode=fast"))

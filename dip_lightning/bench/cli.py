@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (config compile=true)")
+    p.add_argument("--compile-mode", default="default",
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile's mode with --compile (reduce-overhead: CUDA graphs)")
     p.add_argument("--memory-format", choices=("channels_last", "contiguous"), default=None,
                    help="the run's memory_format (default: the config's, channels_last)")
     p.add_argument("--channels-last", action="store_const", const="channels_last", dest="memory_format",
@@ -84,7 +87,7 @@ def config_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool 
           f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.devices=1",
           f"trainer.precision={'32-true' if eager else args.precision}",
           *([f"memory_format={fmt}"] if fmt else []),
-          f"compile={'true' if compiled else 'false'}", *STEP_ONLY]
+          f"compile={'true' if compiled else 'false'}", f"compile_mode={args.compile_mode}", *STEP_ONLY]
     if args.threads is not None:
         ov.append(f"threads={args.threads}")
     if args.quick:

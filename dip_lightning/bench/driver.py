@@ -111,7 +111,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     gflop = flops / 1e9
     res = {
         "task": args.task, "net": args.net, "size": args.size, "canvas": canvas, "device": device,
-        "precision": args.precision, "compile": bool(args.compile), "memory_format": memory_format,
+        "precision": args.precision, "compile": bool(args.compile), "compile_mode": args.compile_mode,
+        "memory_format": memory_format,
         "cpu_malloc": str(cfg.get("cpu_malloc")), "cpu_malloc_reuse": cpu_malloc.in_effect(),
         "channels_last": memory_format == "channels_last",
         "threads": threads, "quick": bool(args.quick),

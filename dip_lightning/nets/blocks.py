@@ -63,13 +63,16 @@ class LanczosDownsample(nn.Module):
 
 
 class _ReflectPad(torch.autograd.Function):
-    """``F.pad(x, pad, mode='reflect')`` of a channels_last ``x``, with a backward that folds the
-    border gradient back with a few row/column adds onto one channels_last copy of the interior.
-    (aten's backward round-trips channels_last gradients through NCHW: ~4 full-size copies per call.)"""
+    """``F.pad(x, pad, mode='reflect')`` with a backward that folds the border gradient back with a
+    few row/column adds onto one copy of the interior, in ``x``'s memory format. Slices and adds
+    only: deterministic on CUDA, where aten's reflection-pad backward is refused under
+    deterministic mode; and in channels_last cheaper than aten's, which round-trips the gradient
+    through NCHW (~4 full-size copies per call)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
         ctx.pad = pad
+        ctx.fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
         return F.pad(x, pad, mode="reflect")
 
     @staticmethod
@@ -86,7 +89,7 @@ class _ReflectPad(torch.autograd.Function):
                 core[..., w - 2 - i] += strip[..., left + w + i]
             return core
 
-        out = fold_cols(g[..., top:top + h, :], torch.channels_last)
+        out = fold_cols(g[..., top:top + h, :], ctx.fmt)
         for i in range(1, top + 1):  # padded row top - i reflects input row i
             out[..., i, :] += fold_cols(g[..., top - i, :])
         for i in range(bottom):  # padded row top + h + i reflects input row h - 2 - i
@@ -95,10 +98,13 @@ class _ReflectPad(torch.autograd.Function):
 
 
 def reflect_pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
-    """Reflection padding (left, right, top, bottom) of the last two dims, as ``F.pad(mode='reflect')``;
-    channels_last inputs that need a gradient get ``_ReflectPad``'s backward."""
-    if not (x.requires_grad and torch.is_grad_enabled()) or not is_channels_last(x):
-        return F.pad(x, pad, mode="reflect")  # aten's backward is fine in NCHW
+    """Reflection padding (left, right, top, bottom) of the last two dims, as ``F.pad(mode='reflect')``.
+    Inputs that need a gradient get ``_ReflectPad``'s backward when channels_last, and in every
+    layout on CUDA under ``deterministic=true``; else aten's (fine in NCHW)."""
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return F.pad(x, pad, mode="reflect")
+    if not is_channels_last(x) and not (_DETERMINISTIC and x.is_cuda):
+        return F.pad(x, pad, mode="reflect")
     return _ReflectPad.apply(x, tuple(int(p) for p in pad))
 
 
@@ -167,6 +173,32 @@ def bilinear_up2(x: torch.Tensor) -> torch.Tensor:
     return _up2_along(_up2_along(x, x.dim() - 2), x.dim() - 1)
 
 
+_ALIGNED: dict = {}
+
+
+def _aligned_matrix(n: int, like: torch.Tensor) -> torch.Tensor:
+    """(2n, n) weights of linear ×2 upsampling with ``align_corners=True``: output i samples source
+    position i·(n − 1)/(2n − 1), between its two neighbours. Built from one-hot rows (no scatter)."""
+    key = (n, like.device, like.dtype)
+    if key not in _ALIGNED:
+        src = torch.arange(2 * n, device=like.device, dtype=torch.float64) * ((n - 1) / max(2 * n - 1, 1))
+        i0 = src.floor().long().clamp(max=n - 1)
+        i1 = (i0 + 1).clamp(max=n - 1)
+        frac = (src - i0.double())[:, None]
+        m = (1 - frac) * F.one_hot(i0, n).double() + frac * F.one_hot(i1, n).double()
+        _ALIGNED[key] = m.to(like.dtype)
+    return _ALIGNED[key]
+
+
+def bilinear_up2_aligned(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear ×2 upsampling with ``align_corners=True`` (``legacy=true``, torch < 0.4), equal to
+    ``F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)``, as two small matrix
+    products (rows, then columns): their backward is matrix products too, deterministic on CUDA,
+    where interpolate's backward uses atomic adds."""
+    mh, mw = _aligned_matrix(x.shape[-2], x), _aligned_matrix(x.shape[-1], x)
+    return torch.matmul(torch.matmul(mh, x), mw.t())
+
+
 def nearest_up2(x: torch.Tensor) -> torch.Tensor:
     """Nearest ×2 upsampling, equal to ``F.interpolate(x, scale_factor=2, mode='nearest')``, as a
     broadcast: its backward is a sum over the 2×2 copies, where inductor would lower interpolate's
@@ -187,7 +219,10 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         compiling = torch.compiler.is_compiling()
-        if self.mode == "bilinear" and not self.align_corners and (compiling or (_DETERMINISTIC and x.is_cuda)):
+        deterministic_cuda = _DETERMINISTIC and x.is_cuda
+        if self.mode == "bilinear" and self.align_corners and deterministic_cuda:
+            return bilinear_up2_aligned(x)
+        if self.mode == "bilinear" and not self.align_corners and (compiling or deterministic_cuda):
             return bilinear_up2(x)
         if self.mode == "nearest" and compiling and x.dim() == 4:
             return nearest_up2(x)
@@ -195,6 +230,21 @@ class Upsample(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, align_corners={self.align_corners}"
+
+
+def use_legacy(net: nn.Module) -> None:
+    """``legacy=true`` for a built net: paper-era torch semantics, bilinear upsampling with
+    ``align_corners=True`` (torch < 0.4) and BatchNorm weights drawn U(0, 1) (torch < 1.2). A net
+    with neither is a clear error (the setting would silently change nothing)."""
+    ups = [m for m in net.modules() if isinstance(m, Upsample) and m.mode == "bilinear"]
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not ups and not bns:
+        raise ValueError(f"legacy=true changes bilinear upsampling and BatchNorm's init, and this {type(net).__name__} "
+                         f"has neither (see its upsample_mode / norm_layer); set legacy=false")
+    for m in ups:
+        m.align_corners = True
+    for m in bns:
+        nn.init.uniform_(m.weight)
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
@@ -257,9 +307,42 @@ class Concat(nn.Module):
                   (o.shape[-1] - w) // 2:(o.shape[-1] - w) // 2 + w] for o in outs]
         if self.groups == 1:
             return torch.cat(outs, dim=1)
-        k = self.groups
-        cat = torch.cat([o.reshape(o.shape[0], k, o.shape[1] // k, h, w) for o in outs], dim=2)
-        return cat.reshape(cat.shape[0], -1, h, w)
+        return _GroupedCat.apply(self.groups, *outs)
+
+
+class _GroupedCat(torch.autograd.Function):
+    """Channel concatenation of K packed fits, fit by fit: [a_0 b_0 | a_1 b_1 | …] from
+    a = [a_0 | a_1 | …] and b = [b_0 | …]. Block copies into one output in the inputs' memory
+    format, and the backward copies the blocks back, each gradient in its input's format (a
+    reshape to (N, K, C/K, H, W) and back, as before, returned NCHW tensors in a channels_last net)."""
+
+    @staticmethod
+    def forward(ctx, k: int, *outs: torch.Tensor) -> torch.Tensor:
+        ctx.k, ctx.sizes = k, [o.shape[1] // k for o in outs]
+        ctx.fmts = [torch.channels_last if is_channels_last(o) else torch.contiguous_format for o in outs]
+        n, _, h, w = outs[0].shape
+        per_fit = sum(ctx.sizes)
+        out = torch.empty((n, k * per_fit, h, w), dtype=outs[0].dtype, device=outs[0].device,
+                          memory_format=ctx.fmts[0])
+        for j in range(k):
+            at = j * per_fit
+            for o, c in zip(outs, ctx.sizes):
+                out[:, at:at + c].copy_(o[:, j * c:(j + 1) * c])
+                at += c
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        k, per_fit = ctx.k, sum(ctx.sizes)
+        n, _, h, w = grad.shape
+        grads = [torch.empty((n, k * c, h, w), dtype=grad.dtype, device=grad.device, memory_format=fmt)
+                 for c, fmt in zip(ctx.sizes, ctx.fmts)]
+        for j in range(k):
+            at = j * per_fit
+            for g, c in zip(grads, ctx.sizes):
+                g[:, j * c:(j + 1) * c].copy_(grad[:, at:at + c])
+                at += c
+        return (None, *grads)
 
 
 def per_level(value, levels: int, name: str) -> list:

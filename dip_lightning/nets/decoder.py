@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from dip_lightning.nets.blocks import Upsample, activation, conv, norm
+from dip_lightning.nets.blocks import Upsample, activation, conv, norm, use_legacy
 
 
 class _Decoder(nn.Module):
@@ -69,9 +69,12 @@ class DeepDecoder(_Decoder):
         upsample_mode: str = "bilinear",
         need_sigmoid: bool = True,
         bias: bool = False,
+        legacy: bool = False,
     ):
         super().__init__(in_channels, out_channels, channels, 1, upsample_mode, need_sigmoid, bias,
                          "zero", upsample_first=False)
+        if legacy:
+            use_legacy(self)
 
 
 class ConvDecoder(_Decoder):
@@ -94,6 +97,9 @@ class ConvDecoder(_Decoder):
         need_sigmoid: bool = True,
         bias: bool = False,
         pad: str = "reflection",
+        legacy: bool = False,
     ):
         super().__init__(in_channels, out_channels, channels, kernel_size, upsample_mode, need_sigmoid, bias,
                          pad, upsample_first=True)
+        if legacy:
+            use_legacy(self)

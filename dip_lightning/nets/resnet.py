@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from dip_lightning.nets.blocks import activation, conv, norm
+from dip_lightning.nets.blocks import activation, conv, norm, use_legacy
 
 
 class Residual(nn.Sequential):
@@ -38,6 +38,7 @@ class ResNet(nn.Module):
         need_sigmoid: bool = True,
         norm_layer: str | None = "batch",
         pad: str = "reflection",
+        legacy: bool = False,
     ):
         super().__init__()
         if int(num_blocks) < 0:
@@ -55,6 +56,8 @@ class ResNet(nn.Module):
         if need_sigmoid:
             layers.append(nn.Sigmoid())
         self.body = nn.Sequential(*layers)
+        if legacy:
+            use_legacy(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z)

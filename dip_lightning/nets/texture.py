@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from dip_lightning.nets.blocks import Concat, Upsample, activation, conv, norm
+from dip_lightning.nets.blocks import Concat, Upsample, activation, conv, norm, use_legacy
 
 
 class FillNoise(nn.Module):
@@ -44,6 +44,7 @@ class TextureNet(nn.Module):
         norm_layer: str | None = "batch",
         upsample_mode: str = "nearest",
         need_sigmoid: bool = True,
+        legacy: bool = False,
     ):
         super().__init__()
         ratios = [int(r) for r in ratios]
@@ -77,6 +78,8 @@ class TextureNet(nn.Module):
         if need_sigmoid:
             current.append(nn.Sigmoid())
         self.body = current
+        if legacy:
+            use_legacy(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z)

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dip_lightning.nets.blocks import Upsample, conv, norm
+from dip_lightning.nets.blocks import Upsample, conv, norm, use_legacy
 
 UPSAMPLE_MODES = ("deconv", "bilinear", "nearest")
 
@@ -77,6 +77,7 @@ class UNet(nn.Module):
         norm_layer: str | None = "instance",
         need_sigmoid: bool = True,
         need_bias: bool = True,
+        legacy: bool = False,
     ):
         super().__init__()
         if upsample_mode not in UPSAMPLE_MODES:
@@ -106,6 +107,8 @@ class UNet(nn.Module):
         if need_sigmoid:
             head.append(nn.Sigmoid())
         self.head = nn.Sequential(*head)
+        if legacy:
+            use_legacy(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.start(z)
