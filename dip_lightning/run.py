@@ -26,7 +26,8 @@ from dip_lightning.data import step_loader
 from dip_lightning.instantiate import instantiate
 from dip_lightning.loggers import build_logger, finish_logger, log_summary, quiet_lightning
 from dip_lightning.module import DIPModule
-from dip_lightning.nets.blocks import count_parameters, set_deterministic
+from dip_lightning.nets.blocks import count_parameters
+from dip_lightning.nets.upsample import set_deterministic
 from dip_lightning.outputs import fit_dir, write_json, write_outputs
 from dip_lightning.packing import PackedTask, pack_nets
 from dip_lightning.problem import Fit, build_fits

@@ -232,3 +232,22 @@ def test_packed_concat_equals_the_reshape_and_keeps_channels_last():
     assert {name for name, _, _ in seen} == {"Conv2d", "BatchNorm2d", "Concat"}
     assert all(cin for _, cin, _ in seen), seen
     assert all(cout for name, _, cout in seen if name == "Concat"), seen
+
+
+@pytest.mark.parametrize("pad", [1, 3, 6])
+def test_replicate_pad_by_expand_equals_f_pad(pad):
+    """The SR operator's replication padding as expanded edges (deterministic on CUDA) equals
+    F.pad(mode='replicate') in value and gradient, float64, odd size."""
+    import torch.nn.functional as F
+
+    from dip_lightning.nets.upsample import _replicate_pad_by_expand
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 5, 7, dtype=torch.float64)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = _replicate_pad_by_expand(a, pad), F.pad(b, (pad,) * 4, mode="replicate")
+    assert torch.equal(ya, yb)
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dip_lightning.io import pil_resize
+from dip_lightning.nets.upsample import replicate_pad
 from dip_lightning.ops import lanczos_kernel
 from dip_lightning.tasks.base import Task
 
@@ -56,7 +57,7 @@ class SuperResolution(Task):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
-        x = F.pad(x, (self.pad_px,) * 4, mode="replicate")
+        x = replicate_pad(x, self.pad_px)
         weight = self.kernel.to(x.dtype).expand(c, 1, *self.kernel.shape[-2:])
         return F.conv2d(x, weight, stride=self.scale, groups=c)
 
