@@ -75,11 +75,16 @@ class Backtracker:
             self.snapshot = [t.detach().clone() for t in tensors]
             self.steps, self._snap_flat = [c.detach().clone() for c in steps], None
             return torch.zeros_like(good)
-        if len(self.snapshot) != len(tensors):  # the moments appeared: zero at the snapshot's state
-            self.snapshot = self.snapshot[:len(params)] + [torch.zeros_like(t) for t in tensors[len(params):]]
-            self._snap_flat = None
-        if len(self.steps) != len(steps):
-            self.steps = [torch.zeros_like(c) for c in steps]
+        if len(self.snapshot) != len(tensors):
+            if len(self.snapshot) != len(params):  # another optimiser state than the snapshot's: start anew
+                self.snapshot = [t.detach().clone() for t in tensors]
+                self.steps, self._snap_flat = [c.detach().clone() for c in steps], None
+                return torch.zeros_like(good)
+            # the moments appeared with the first update: zero in the snapshot's state, the count 0
+            self.snapshot = self.snapshot + [torch.zeros_like(t) for t in tensors[len(params):]]
+            self.steps, self._snap_flat = [torch.zeros_like(c) for c in steps], None
+        if len(self.steps) != len(steps):  # a checkpoint from before the counters were kept
+            self.steps = [c.detach().clone() for c in steps]
         if sync_free is None:
             sync_free = good.device.type != "cpu"
         if not sync_free and bool(good.all()):  # the CPU's usual step: two fused copies
@@ -105,7 +110,9 @@ class Backtracker:
             return
         all_bad = ~good.any()
         for c, saved in zip(steps, self.steps):
-            c.copy_(torch.where(all_bad, saved.to(c.device), c))
+            if c.device != all_bad.device:  # counters on the host, good on the GPU (optim.fused=false):
+                continue  # reading good would sync every step; the count goes on
+            c.copy_(torch.where(all_bad, saved, c))
             saved.copy_(c)
 
     def _update_flat(self, good: torch.Tensor, tensors: list[torch.Tensor], params: list[torch.Tensor]) -> bool:

@@ -46,14 +46,27 @@ def job_dir_name(image, pack_images=None, seed=None) -> str:
 OmegaConf.register_new_resolver("dip_job_dir", job_dir_name, replace=True)
 
 
-def completed_metrics(out_dir: Path) -> dict | None:
-    """The metrics of a job that already completed in ``out_dir`` (for ``skip_completed``), else None."""
-    path = out_dir / "metrics.json"
+#: overrides that do not change what a job computes (how it ran, where, how quietly)
+NOT_COMPUTED = ("skip_completed", "threads", "hydra", "logger", "trainer.enable_progress_bar", "progress_every",
+                "paths.")
+
+
+def computed_by(overrides: list[str]) -> list[str]:
+    """The overrides that decide a job's result, sorted: what a finished job must match to be skipped."""
+    return sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_COMPUTED))
+
+
+def completed_metrics(out_dir: Path, overrides: list[str]) -> dict | None:
+    """The metrics of a job that already finished in ``out_dir`` with these ``overrides`` (its
+    ``job.json``; for ``skip_completed``), else None: a folder left by another setting is rerun."""
     try:
-        metrics = json.loads(path.read_text())
+        metrics = json.loads((out_dir / "metrics.json").read_text())
+        done = json.loads((out_dir / "job.json").read_text())
     except (OSError, ValueError):
         return None
-    return metrics if metrics.get("status") == "completed" else None
+    if metrics.get("status") not in ("completed", "early_stopped") or done.get("overrides") != computed_by(overrides):
+        return None
+    return metrics
 
 GPU_LAUNCHER = "gpus"  # hydra/launcher=gpus: each worker claims one GPU slot
 
@@ -114,12 +127,13 @@ def main(cfg: DictConfig) -> float:
     if multirun and hc.runtime.choices.get("hydra/launcher") == GPU_LAUNCHER:
         slot = gpu_slots.ensure_slot(gpu_slots.lock_dir_for(hc.sweep.dir))
     started = time.time()
-    done = completed_metrics(job_output_dir(cfg)) if cfg.get("skip_completed") else None
+    done = completed_metrics(job_output_dir(cfg), overrides) if cfg.get("skip_completed") else None
     if done is not None:  # a relaunch of the sweep: this job already completed
         log.info("skipped (completed before): %s", job_output_dir(cfg))
         return objective(done)
     try:
         metrics = run(cfg)["metrics"]
+        write_json(job_output_dir(cfg) / "job.json", {"overrides": computed_by(overrides)})
     except Exception as exc:
         out_dir, reason = job_output_dir(cfg), failure_reason(exc)
         record_failure(out_dir, reason, overrides, started)

@@ -137,7 +137,8 @@ class DIPModule(pl.LightningModule):
         if pending is not None:  # restore what on_load_checkpoint read, now that the device is known
             for g, state in zip(self._gens, pending.get("gens") or []):
                 g.set_state(state)
-            self.backtracker.load(pending.get("backtrack") or {}, self.device)
+            # ("snapshot" alone: a checkpoint from before the step counters were kept)
+            self.backtracker.load(pending.get("backtrack") or {"snapshot": pending.get("snapshot")}, self.device)
             self._resume_extra = None
 
     def on_train_start(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 #: the log-spaced steps (1, 2, 5, 10, 20, 50, …: a dozen small PNGs that show how the fit went)
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "snapshot_every=0"]
 
-_PLAIN = re.compile(r"^[\w./:\-+@~]*$")
+_PLAIN = re.compile(r"^[\w./:\-+@]*$")
 
 
 def format_value(v: Any) -> str:
@@ -32,3 +32,43 @@ def format_value(v: Any) -> str:
 def to_overrides(overrides: dict[str, Any]) -> list[str]:
     """{"optim.lr": 0.01, "iters": 500} -> ["optim.lr=0.01", "iters=500"]."""
     return [f"{k}={format_value(v)}" for k, v in overrides.items()]
+
+
+def is_sweep(value: str) -> bool:
+    """Does an override value sweep (``a,b``, ``range(…)``, ``choice(…)``, ``interval(…)``), i.e. has a
+    comma outside brackets and quotes, or is one of Hydra's sweep functions?"""
+    v = value.strip()
+    if re.match(r"^(range|choice|interval|glob)\(", v):
+        return True
+    depth, quote = 0, None
+    for i, ch in enumerate(v):
+        if quote:
+            if ch == quote and v[i - 1] != "\\":
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[({":
+            depth += 1
+        elif ch in "])}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return True
+    return False
+
+
+def swept_keys(overrides: list[str], exclude: tuple[str, ...] = ()) -> list[str]:
+    """The keys the ``overrides`` sweep (their ``+``/``++``/``~`` prefixes dropped), less ``exclude``."""
+    out = []
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        key = key.lstrip("+~")
+        if sep and is_sweep(value) and key not in exclude and not key.startswith("hydra"):
+            out.append(key)
+    return out
+
+
+def subdir_of(keys: list[str], groups: tuple[str, ...], tail: str) -> str:
+    """A ``hydra.sweep.subdir`` naming each job by its swept ``keys`` (a config group by its choice)
+    and then ``tail``: e.g. 'optim.lr=${optim.lr}/' + tail."""
+    parts = [f"{k}=${{hydra.runtime.choices.{k}}}" if k in groups else f"{k}=${{{k}}}" for k in keys]
+    return "/".join([*parts, tail])

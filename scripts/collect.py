@@ -105,7 +105,7 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
                                                    if r.metrics.get("eval_output")), None)
 
     groups = tables.group_table(fits, metric)
-    per_image = tables.image_table(fits, metric, suite.get("paper"), suite.get("paper_average"))
+    per_image = tables.image_table(fits, metric, suite.get("paper"), suite.get("paper_average"), suite.get("images"))
     varies = len({r.image for r in fits}) > 1 or bool(suite)
     header, table = build_table(jobs, metric, ascending)
     write_csv(sweep / "summary.csv", header, table)

@@ -27,9 +27,10 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dip_lightning.io import IMAGE_EXT
-from dip_lightning.overrides import QUIET, format_value
+from dip_lightning.overrides import QUIET, format_value, is_sweep, subdir_of, swept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
+GROUPS = tuple(p.name for p in (ROOT / "configs").iterdir() if p.is_dir())  # config groups: net, task, …
 COLUMNS = ["net", "params", "gflop_per_iter", "n", "mean", "std", "psnr_best", "psnr_final", "psnr_ema_final",
            "best_step", "it_per_s"]
 
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ov = [f"net={','.join(nets)}", "image=" + ",".join(format_value(i) for i in images),
           f"seed={given.get('seed', '0,1,2')}", *QUIET, "skip_completed=true",
           f"hydra.sweep.dir={format_value(str(out))}",
-          "hydra.sweep.subdir='${hydra.runtime.choices.net}/${dip_job_dir:${image},${pack_images},${seed}}'", *shared]
+          "hydra.sweep.subdir='" + subdir_of(swept_keys(shared), GROUPS, "${hydra.runtime.choices.net}/"
+                                             "${dip_job_dir:${image},${pack_images},${seed}}") + "'", *shared]
     proc = subprocess.run([sys.executable, "-m", "dip_lightning", "-m", *ov], env={**os.environ, "HYDRA_FULL_ERROR": "1"})
     if proc.returncode:
         print(f"error: the multirun exited with {proc.returncode}", file=sys.stderr)
@@ -87,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     from dip_lightning.report.jobs import fit_rows, job_dirs, read_job
 
     text = collect(out, metric="psnr_best")
-    fits = fit_rows([read_job(out, j) for j in job_dirs(out)])
-    groups = {g["group"]: g for g in tables.group_table(fits, "psnr_best")}
+    jobs = [read_job(out, j) for j in job_dirs(out)]
+    net_of = {j["job"]: j["params"].get("net") for j in jobs}
+    fits = fit_rows(jobs)
+    fixed = [o for o in shared if not is_sweep(o.partition("=")[2]) and not o.startswith("hydra")]
     rows = []
     for net in nets:
-        params, gflop = flops_per_iter([f"net={net}", f"image={format_value(images[0])}", *QUIET, *shared])
-        g = groups.get(f"net={net}", {})
+        params, gflop = flops_per_iter([f"net={net}", f"image={format_value(images[0])}", *QUIET, *fixed])
+        mine = [r for r in fits if net_of.get(r.job) == net]
+        g = next(iter(tables.group_table(mine, "psnr_best", pooled=True)), {})
         rows.append({"net": net, "params": params, "gflop_per_iter": round(gflop, 3),
                      **{k: (round(g[k], 3) if isinstance(g.get(k), float) else g.get(k)) for k in COLUMNS[3:]}})
     with open(out / "compare.csv", "w", newline="") as f:

@@ -31,10 +31,11 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dip_lightning.io import IMAGE_EXT, load_image
-from dip_lightning.overrides import QUIET, format_value
+from dip_lightning.overrides import QUIET, format_value, subdir_of, swept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "configs" / "suite"
+GROUPS = tuple(p.name for p in (ROOT / "configs").iterdir() if p.is_dir())  # config groups: net, task, …
 QUICK = ["resize=64", "iters=60", "eval_every=5"]
 
 
@@ -62,7 +63,9 @@ def sweep_overrides(suite: dict, images: list[Path], work: Path, pack: int, quic
     ov = [f"experiment={suite['experiment']}", *suite.get("overrides", []),
           f"eval_protocol={suite['eval_protocol']}", f"eval_output={suite['eval_output']}",
           *QUIET, *(QUICK if quick else []), "skip_completed=true",
-          f"hydra.sweep.dir={format_value(str(work))}", "hydra.sweep.subdir='${dip_job_dir:${image},${pack_images},${seed}}'"]
+          f"hydra.sweep.dir={format_value(str(work))}",
+          "hydra.sweep.subdir='" + subdir_of(swept_keys(extra, ("seed", "image", "pack_images")), GROUPS,
+                                             "${dip_job_dir:${image},${pack_images},${seed}}") + "'"]
     if pack > 1:
         groups = pack_groups(images, pack, shape_of)
         ov.append("image=" + format_value(str(images[0])))
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = (args.work or Path("outputs/reproduce") / (args.suite + ("-quick" if args.quick else ""))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    (work / "suite.json").write_text(json.dumps({**suite, "quick": args.quick}, indent=2) + "\n")
+    every = sorted(p.stem for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT)  # what the paper averages
+    (work / "suite.json").write_text(json.dumps({**suite, "quick": args.quick, "images": every}, indent=2) + "\n")
     resize = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("resize=")), "64" if args.quick else None)
     shape = lambda p: load_image(p, None if resize in (None, "null") else int(resize)).shape  # noqa: E731
     ov = sweep_overrides(suite, images, work, args.pack, args.quick, list(args.overrides), shape)

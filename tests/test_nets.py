@@ -245,7 +245,7 @@ def test_replicate_pad_by_expand_equals_f_pad(pad):
     torch.manual_seed(0)
     x = torch.randn(1, 3, 5, 7, dtype=torch.float64)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ya, yb = _replicate_pad_by_expand(a, pad), F.pad(b, (pad,) * 4, mode="replicate")
+    ya, yb = _replicate_pad_by_expand(a, (pad, pad + 1, pad, 0)), F.pad(b, (pad, pad + 1, pad, 0), mode="replicate")
     assert torch.equal(ya, yb)
     g = torch.randn_like(yb)
     ya.backward(g)

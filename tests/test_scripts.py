@@ -99,6 +99,11 @@ def test_a_second_launch_runs_no_completed_job(data_dir, tmp_path):
     assert rep.main(args) == 0
     changed = [p for p, t in files.items() if p.stat().st_mtime_ns != t]
     assert changed == [redo] and json.loads(redo.read_text())["status"] == "completed"
+    # another setting into the same folder: the finished jobs are not taken for its results
+    files = {p: p.stat().st_mtime_ns for p in files}
+    assert rep.main(args + ["iters=4"]) == 0
+    assert all(p.stat().st_mtime_ns != t for p, t in files.items())
+    assert {json.loads(p.read_text())["iters_done"] for p in files} == {4}
 
 
 def test_sr_evaluation_region_is_the_original_scripts(tmp_path):
@@ -190,3 +195,20 @@ def test_compare_a_folder_of_one_image_and_packed_jobs(tmp_path):
     assert job["fits"] == 2 and [m["image"] for m in job["fit_metrics"]] == ["only", "only"]
     (group,) = [r for r in groups_csv(out) if r["kind"] == "group"]
     assert int(group["n"]) == 2  # the packed job's two fits (seeds 0 and 1)
+
+
+def test_a_swept_setting_gets_its_own_job_folders(data_dir, tmp_path):
+    """optim.lr=a,b on a suite: one folder per (lr, image), never one job's result for another's."""
+    rep = load("reproduce")
+    work = tmp_path / "work"
+    assert rep.main(["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", "--work", str(work), "--limit", "1",
+                     *TINY, "optim.lr=0.01,0.02"]) == 0
+    runs = sorted(p.parent.relative_to(work).as_posix() for p in work.rglob("metrics.json"))
+    assert runs == ["optim.lr=0.01/baby/seed=0", "optim.lr=0.02/baby/seed=0"]
+    groups = [r for r in groups_csv(work) if r["kind"] == "group"]
+    assert sorted(r["group"] for r in groups) == ["optim.lr=0.01", "optim.lr=0.02"]
+    (avg,) = {r["delta"] for r in groups_csv(work) if r["kind"] == "average" and r["group"] == "optim.lr=0.01"}
+    assert float(avg) == pytest.approx(  # one image of five: Δ against that image's paper value, not 29.90
+        float([r for r in groups_csv(work) if r["kind"] == "average" and r["group"] == "optim.lr=0.01"][0]["mean"])
+        - 31.49, abs=1e-9)
+

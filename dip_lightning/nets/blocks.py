@@ -232,9 +232,13 @@ class _GroupedCat(torch.autograd.Function):
     def forward(ctx, k: int, *outs: torch.Tensor) -> torch.Tensor:
         ctx.k, ctx.sizes = k, [o.shape[1] // k for o in outs]
         ctx.fmts = [torch.channels_last if is_channels_last(o) else torch.contiguous_format for o in outs]
+        ctx.dtypes = [o.dtype for o in outs]
         n, _, h, w = outs[0].shape
         per_fit = sum(ctx.sizes)
-        out = torch.empty((n, k * per_fit, h, w), dtype=outs[0].dtype, device=outs[0].device,
+        dtype = outs[0].dtype
+        for o in outs[1:]:  # as torch.cat promotes
+            dtype = torch.promote_types(dtype, o.dtype)
+        out = torch.empty((n, k * per_fit, h, w), dtype=dtype, device=outs[0].device,
                           memory_format=ctx.fmts[0])
         for j in range(k):
             at = j * per_fit
@@ -247,8 +251,8 @@ class _GroupedCat(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         k, per_fit = ctx.k, sum(ctx.sizes)
         n, _, h, w = grad.shape
-        grads = [torch.empty((n, k * c, h, w), dtype=grad.dtype, device=grad.device, memory_format=fmt)
-                 for c, fmt in zip(ctx.sizes, ctx.fmts)]
+        grads = [torch.empty((n, k * c, h, w), dtype=dt, device=grad.device, memory_format=fmt)
+                 for c, fmt, dt in zip(ctx.sizes, ctx.fmts, ctx.dtypes)]
         for j in range(k):
             at = j * per_fit
             for g, c in zip(grads, ctx.sizes):

@@ -103,20 +103,30 @@ class Upsample(nn.Module):
         return f"mode={self.mode}, align_corners={self.align_corners}"
 
 
-def replicate_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """``F.pad(x, (pad,) * 4, mode='replicate')``; on CUDA under ``deterministic=true`` built from
-    expanded edge rows and columns, whose backward is sums (aten's replication-pad backward is
-    refused in deterministic mode there). Used by the Lanczos downsamplers (the SR operator)."""
-    if pad == 0 or not deterministic_cuda(x):
-        return F.pad(x, (pad,) * 4, mode="replicate") if pad else x
-    return _replicate_pad_by_expand(x, pad)
+def replicate_pad(x: torch.Tensor, pad: int | tuple[int, int, int, int]) -> torch.Tensor:
+    """``F.pad(x, pad, mode='replicate')`` (``pad``: (left, right, top, bottom), or one int for all
+    four); on CUDA under ``deterministic=true`` built from expanded edge rows and columns, whose
+    backward is sums (aten's replication-pad backward is refused in deterministic mode there). Used
+    by the operators of SR (Lanczos downsampler) and deblurring."""
+    pads = (pad,) * 4 if isinstance(pad, int) else tuple(int(p) for p in pad)
+    if not any(pads):
+        return x
+    if not deterministic_cuda(x):
+        return F.pad(x, pads, mode="replicate")
+    return _replicate_pad_by_expand(x, pads)
 
 
-def _replicate_pad_by_expand(x: torch.Tensor, pad: int) -> torch.Tensor:
-    def along(t: torch.Tensor, dim: int) -> torch.Tensor:
-        size = list(t.shape)
-        size[dim] = pad
-        first, last = t.narrow(dim, 0, 1).expand(size), t.narrow(dim, t.shape[dim] - 1, 1).expand(size)
-        return torch.cat([first, t, last], dim)
+def _replicate_pad_by_expand(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    def along(t: torch.Tensor, dim: int, before: int, after: int) -> torch.Tensor:
+        parts = []
+        for n, at in ((before, 0), (None, None), (after, t.shape[dim] - 1)):
+            if n is None:
+                parts.append(t)
+            elif n > 0:
+                size = list(t.shape)
+                size[dim] = n
+                parts.append(t.narrow(dim, at, 1).expand(size))
+        return torch.cat(parts, dim)
 
-    return along(along(x, x.dim() - 2), x.dim() - 1)
+    left, right, top, bottom = pads
+    return along(along(x, x.dim() - 2, top, bottom), x.dim() - 1, left, right)

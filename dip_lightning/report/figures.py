@@ -53,9 +53,11 @@ def plot_curves(rows: list[FitRow], metric: str, path: Path, eval_output: str | 
         curves = [c for c in curves if c.get(key)]
         if not curves:
             continue
-        n = min(len(c[key]) for c in curves)
-        steps = curves[0]["step"][:n]
-        ys = np.array([c[key][:n] for c in curves], dtype=float)
+        longest = max(curves, key=lambda c: len(c[key]))  # an early-stopped fit's curve is shorter: NaN after
+        steps = longest["step"]
+        ys = np.full((len(curves), len(steps)), np.nan)
+        for row, c in zip(ys, curves):
+            row[:len(c[key])] = c[key]
         color = f"C{i % 10}"
         ax.plot(steps, np.nanmean(ys, 0), color=color, label=f"{label} (n={len(curves)})")
         ax.fill_between(steps, np.nanmin(ys, 0), np.nanmax(ys, 0), color=color, alpha=0.2, lw=0)

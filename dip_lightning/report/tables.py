@@ -51,11 +51,14 @@ def groups_of(rows: list[FitRow]) -> dict[str, list[FitRow]]:
 EXTRA = ("psnr_best", "psnr_final", "psnr_ema_final", "best_step", "it_per_s", "wall_s")
 
 
-def group_table(rows: list[FitRow], metric: str) -> list[dict]:
+def group_table(rows: list[FitRow], metric: str, pooled: bool = False) -> list[dict]:
     """One row per group: the metric's mean ± std over all its counted fits (images × seeds), n,
-    the seeds and images it holds, and the means of ``EXTRA``."""
+    the seeds and images it holds, and the means of ``EXTRA``; ``pooled``: one row for all ``rows``."""
     out = []
-    for label, members in groups_of(counted(rows, metric)).items():
+    parts = {"all": counted(rows, metric)} if pooled else groups_of(counted(rows, metric))
+    for label, members in parts.items():
+        if not members:
+            continue
         s = stat([number(r.metrics[metric]) for r in members])
         extra = {}
         for key in EXTRA:
@@ -68,11 +71,13 @@ def group_table(rows: list[FitRow], metric: str) -> list[dict]:
 
 
 def image_table(rows: list[FitRow], metric: str, paper: dict | None = None,
-                paper_average: float | None = None) -> list[dict]:
+                paper_average: float | None = None, images: list[str] | None = None) -> list[dict]:
     """Per image and group: mean ± std over seeds (n), the paper's value and Δ = mean − paper; then
     per group an ``average`` row: the mean of the per-image means, Δ against the paper's average,
     and the seeds' spread (std over seeds of each seed's average over the images, n = the seeds
-    that have every image)."""
+    that have every image). The paper's average is the reference only when the group has every
+    image of ``images`` (the suite's); else the mean of the paper's values of the images it has,
+    and none where the paper gives no per-image value."""
     paper = paper or {}
     out = []
     for label, members in groups_of(counted(rows, metric)).items():
@@ -93,6 +98,9 @@ def image_table(rows: list[FitRow], metric: str, paper: dict | None = None,
         spread = stat(full)
         avg = statistics.fmean(means)
         pa = number(paper_average)
+        if images is not None and not set(images) <= set(by_image):  # a subset (--limit, failed images)
+            have = [number(paper.get(i)) for i in by_image]
+            pa = statistics.fmean(have) if have and None not in have else None
         out.append({"group": label, "image": "average", "n": spread.n, "mean": avg, "std": spread.std,
                     "paper": pa, "delta": None if pa is None else avg - pa})
     return out

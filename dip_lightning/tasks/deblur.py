@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dip_lightning.io import load_image
+from dip_lightning.nets.upsample import replicate_pad
 from dip_lightning.ops import gaussian_kernel
 from dip_lightning.tasks.base import Task
 
@@ -64,7 +65,7 @@ class Deblur(Task):
         c = x.shape[1]
         kh, kw = self.kernel.shape[-2:]
         top, left = (kh - 1) // 2, (kw - 1) // 2
-        x = F.pad(x, (left, kw - 1 - left, top, kh - 1 - top), mode="replicate")
+        x = replicate_pad(x, (left, kw - 1 - left, top, kh - 1 - top))
         # conv2d is a correlation; flipping the kernel makes it a convolution
         weight = torch.flip(self.kernel, (-2, -1)).to(x.dtype).expand(c, 1, kh, kw)
         return F.conv2d(x, weight, groups=c)
