@@ -133,23 +133,9 @@ def test_channels_last_net_keeps_channels_last_everywhere():
     """In a channels_last skip net with a batch of one, every conv and BatchNorm sees a channels_last
     input, the concatenations' outputs included (a view_as in keep_grad_layout once made them NCHW:
     then each level paid layout copies in its conv forward and backward)."""
-    from dip_lightning.nets.blocks import Concat, is_channels_last
-
     torch.set_num_threads(1)
     net = SkipNet(4, 3, [8, 8, 8], [8, 8, 8], [2, 2, 2]).to(memory_format=torch.channels_last)
-    seen = []
-
-    def hook(mod, inputs, output):
-        seen.append((type(mod).__name__, is_channels_last(inputs[0]), is_channels_last(output)))
-
-    for m in net.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, Concat)):
-            m.register_forward_hook(hook)
-    z = torch.rand(1, 4, 24, 24).contiguous(memory_format=torch.channels_last).requires_grad_()
-    net(z).sum().backward()
-    assert {name for name, _, _ in seen} == {"Conv2d", "BatchNorm2d", "Concat"}
-    assert all(cin for _, cin, _ in seen), seen
-    assert all(cout for name, _, cout in seen if name == "Concat"), seen
+    assert_channels_last_everywhere(net, in_channels=4)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -197,7 +183,7 @@ def test_packed_concat_equals_the_reshape_and_keeps_channels_last():
     """Concat of K = 3 packed fits: the same values and gradients as the per-fit reshape it
     replaces (float64), and in a channels_last packed skip net every conv, BatchNorm and Concat
     input and Concat output stays channels_last."""
-    from dip_lightning.nets.blocks import Concat, _GroupedCat, is_channels_last
+    from dip_lightning.nets.blocks import _GroupedCat, is_channels_last
     from dip_lightning.packing import pack_nets
 
     torch.manual_seed(0)
@@ -219,19 +205,7 @@ def test_packed_concat_equals_the_reshape_and_keeps_channels_last():
         torch.manual_seed(seed)
         nets.append(SkipNet(4, 3, [8, 8, 8], [8, 8, 8], [2, 2, 2]))
     net = pack_nets(nets).to(memory_format=torch.channels_last)
-    seen = []
-
-    def hook(mod, inputs, output):
-        seen.append((type(mod).__name__, is_channels_last(inputs[0]), is_channels_last(output)))
-
-    for m in net.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, Concat)):
-            m.register_forward_hook(hook)
-    z = torch.rand(1, 12, 24, 24).contiguous(memory_format=torch.channels_last).requires_grad_()
-    net(z).sum().backward()
-    assert {name for name, _, _ in seen} == {"Conv2d", "BatchNorm2d", "Concat"}
-    assert all(cin for _, cin, _ in seen), seen
-    assert all(cout for name, _, cout in seen if name == "Concat"), seen
+    assert_channels_last_everywhere(net, in_channels=12)
 
 
 @pytest.mark.parametrize("pad", [1, 3, 6])
@@ -251,3 +225,23 @@ def test_replicate_pad_by_expand_equals_f_pad(pad):
     ya.backward(g)
     yb.backward(g)
     assert torch.allclose(a.grad, b.grad, atol=1e-12)
+
+
+def assert_channels_last_everywhere(net: torch.nn.Module, in_channels: int) -> None:
+    """A forward and backward of a channels_last net with a batch of one: every conv, BatchNorm and
+    Concat input, and every Concat output, is channels_last."""
+    from dip_lightning.nets.blocks import Concat, is_channels_last
+
+    seen = []
+
+    def hook(mod, inputs, output):
+        seen.append((type(mod).__name__, is_channels_last(inputs[0]), is_channels_last(output)))
+
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, Concat)):
+            m.register_forward_hook(hook)
+    z = torch.rand(1, in_channels, 24, 24).contiguous(memory_format=torch.channels_last).requires_grad_()
+    net(z).sum().backward()
+    assert {name for name, _, _ in seen} == {"Conv2d", "BatchNorm2d", "Concat"}
+    assert all(cin for _, cin, _ in seen), seen
+    assert all(cout for name, _, cout in seen if name == "Concat"), seen
