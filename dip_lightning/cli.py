@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dip_lightning import gpu_slots
 from dip_lightning.outputs import write_json
+from dip_lightning.overrides import image_name
 from dip_lightning.run import run
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
@@ -34,12 +35,9 @@ def job_dir_name(image, pack_images=None, seed=None) -> str:
     """``${dip_job_dir:${image},${pack_images},${seed}}``: a job folder named by what it computes,
     '<image stem>/seed=<s>' (packed images: 'pack-<stem>-<stem>/seed=<s>', one: its stem), so a relaunch of the
     same sweep finds each job's folder whatever the job's number."""
-    def stem(v) -> str:
-        v = str(v)
-        return Path(v).stem if ("/" in v or "." in v) else v
-
     images = list(pack_images or [])
-    name = stem(images[0]) if len(images) == 1 else ("pack-" + "-".join(map(stem, images))) if images else stem(image)
+    name = (image_name(images[0]) if len(images) == 1 else ("pack-" + "-".join(map(image_name, images))) if images
+            else image_name(image))
     return name if seed is None else f"{name}/seed={seed}"
 
 

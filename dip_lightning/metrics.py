@@ -29,6 +29,11 @@ def split(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.reshape(k, x.shape[1] // k, *x.shape[-2:])
 
 
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic TV: mean |x[i+1, j] − x[i, j]| + mean |x[i, j+1] − x[i, j]|."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor, fits: int | None = None) -> torch.Tensor:
     """PSNR (peak 1) of ``a`` against ``b``: a 0-d tensor over all elements, or with ``fits=K`` a
     length-K vector, one per packed fit (channels [k·C, (k+1)·C))."""

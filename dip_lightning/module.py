@@ -32,16 +32,11 @@ import torch.nn as nn
 
 from dip_lightning.backtrack import Backtracker, like
 from dip_lightning.io import crop
-from dip_lightning.metrics import psnr, split, ssim
+from dip_lightning.metrics import psnr, split, ssim, total_variation
 from dip_lightning.seeds import stream_seed
 
 #: columns of ``DIPModule.history`` (one row per evaluated step; NaN where not applicable)
 FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt", "ssim_ema/gt")
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Anisotropic TV: mean |x[i+1, j] − x[i, j]| + mean |x[i, j+1] − x[i, j]|."""
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
 class DIPModule(pl.LightningModule):

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from dip_lightning.io import crop, save_image
 from dip_lightning.metrics import PROTOCOLS, psnr, ssim
 from dip_lightning.nets.blocks import count_parameters
+from dip_lightning.overrides import image_name
 
 def _nan_to_none(v):
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
@@ -150,12 +151,6 @@ def panel_of(observed: torch.Tensor, restored: torch.Tensor, gt: torch.Tensor | 
         images.append(gt[0])
         labels.append("ground truth")
     return panel(images, labels)
-
-
-def image_name(source: str) -> str:
-    """A short name of a fit's image: a file's stem, or the sample's name."""
-    path = Path(source)
-    return path.stem if path.suffix else source
 
 
 def write_curves(history: dict[str, list[float]], path: Path) -> None:

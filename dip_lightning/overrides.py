@@ -4,6 +4,7 @@ before any heavy import."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 #: overrides for runs nobody watches (scripts, tests): no logger, no progress bar, snapshots only at
@@ -72,3 +73,11 @@ def subdir_of(keys: list[str], groups: tuple[str, ...], tail: str) -> str:
     and then ``tail``: e.g. 'optim.lr=${optim.lr}/' + tail."""
     parts = [f"{k}=${{hydra.runtime.choices.{k}}}" if k in groups else f"{k}=${{{k}}}" for k in keys]
     return "/".join([*parts, tail])
+
+
+def image_name(value) -> str:
+    """A short name of an image override: a file's stem ('data/set5/baby.png' -> 'baby'), or a
+    sample's name ('astronaut'); job folders, metrics.json and the report all use it."""
+    value = str(value).strip("'\"")
+    return Path(value).stem if ("/" in value or "." in value) else value
+

@@ -105,7 +105,7 @@ def test_flash_uses_the_flash_photo_as_input(compose_cfg, image_file, tmp_path):
 
 
 def test_tv_term_smooths_the_output(compose_cfg, image_file):
-    from dip_lightning.module import total_variation
+    from dip_lightning.metrics import total_variation
 
     path = image_file(32, 32, 1)
     tv = {}

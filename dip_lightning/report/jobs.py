@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from dip_lightning.overrides import image_name
+
 #: overrides that say where or how quietly a job ran, not what it computed
 NOT_PARAMS = ("paths.", "hydra.", "logger", "trainer.enable_progress_bar", "threads", "skip_completed",
               "snapshot_every", "snapshot_log_spaced", "progress_every")
@@ -90,14 +92,6 @@ class FitRow:
         return ", ".join(f"{k}={v}" for k, v in self.group) or "all"
 
 
-def image_name(value: str | None) -> str:
-    """A short image name: a file's stem, or a sample's name."""
-    if not value:
-        return "?"
-    value = str(value).strip("'\"")
-    return Path(value).stem if ("/" in value or "." in value) else value
-
-
 def group_keys(jobs: list[dict]) -> list[str]:
     """The swept keys that make groups: those whose value differs between jobs, less the repeats
     and images (``WITHIN_GROUP``) and the keys that only say where a job ran (``NOT_PARAMS``)."""
@@ -115,7 +109,7 @@ def fit_rows(jobs: list[dict]) -> list[FitRow]:
         fits = j["metrics"].get("fit_metrics") or [j["metrics"]]
         for i, m in enumerate(fits):
             d = j["dir"] / f"fit{i}" if j["metrics"].get("fit_metrics") else j["dir"]
-            img = m.get("image") or image_name(j["params"].get("image"))
+            img = m.get("image") or image_name(j["params"].get("image") or "?")
             seed = m.get("seed", number(j["params"].get("seed")))
             rows.append(FitRow(j["job"], d, m.get("status") or j["status"], group, image_name(img),
                                None if seed is None else int(seed), m))
