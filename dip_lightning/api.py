@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from dip_lightning.cli import CONFIG_DIR
+from dip_lightning.instantiate import instantiate
 from dip_lightning.io import load_image
 from dip_lightning.overrides import QUIET, to_overrides
 from dip_lightning.run import run
@@ -28,7 +29,7 @@ def compose_config(overrides: dict[str, Any] | list[str] | None = None) -> DictC
         return compose(config_name="restore", overrides=items)
 
 
-def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise",
+def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise", physics=None,
             **overrides: Any) -> tuple[np.ndarray, dict]:
     """Restore ``image`` with DIP; same code path as ``dip-restore``.
 
@@ -38,11 +39,12 @@ def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise"
     ``output_dir=...`` is short for ``paths.output_dir``). ``cpu_malloc`` defaults to ``system``
     here: ``reuse`` changes glibc's allocator for the whole process, which suits the CLI (it owns
     its process) but not a notebook or service that calls ``restore``; pass ``cpu_malloc="reuse"``
-    for the faster CPU steps.
+    for the faster CPU steps. ``physics`` (a ``deepinv.physics.Physics``) is the task itself
+    (``task=physics``; ``task.size`` / ``task.channels`` / ``task.complex`` still apply).
     Returns the restored image (H×W or H×W×C float32 array in [0, 1], the input's size unless
     ``fit_size="crop"``) and the metrics dict (also written to ``<output_dir>/metrics.json``).
     """
-    ov = {"task": task, "cpu_malloc": "system", **overrides}
+    ov = {"task": "physics" if physics is not None else task, "cpu_malloc": "system", **overrides}
     if "output_dir" in ov:
         ov["paths.output_dir"] = str(ov.pop("output_dir"))
     tensor = None
@@ -52,6 +54,7 @@ def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise"
         tensor = load_image(image)
         ov.setdefault("image", "array")
     cfg = compose_config(ov)
-    result = run(cfg, image=tensor)
+    make_task = None if physics is None else (lambda: instantiate(cfg.task, physics=physics))
+    result = run(cfg, image=tensor, make_task=make_task)
     out = result["restored"].numpy().transpose(1, 2, 0)
     return (out[:, :, 0] if out.shape[2] == 1 else out), result["metrics"]

@@ -90,7 +90,7 @@ def job_output_dir(cfg: DictConfig) -> Path:
 
 
 #: mistakes a user can make (bad value, missing file, too big): reported as one line, exit code 2
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, MemoryError)
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, MemoryError, ImportError)
 
 
 def user_error(exc: BaseException) -> BaseException:

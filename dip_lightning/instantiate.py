@@ -18,6 +18,6 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
     try:
         return hydra_instantiate(node, **kwargs)
     except InstantiationException as exc:
-        if isinstance(exc.__cause__, (ValueError, FileNotFoundError)):
+        if isinstance(exc.__cause__, (ValueError, FileNotFoundError, ImportError)):
             raise exc.__cause__ from None
         raise

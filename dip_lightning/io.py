@@ -187,8 +187,10 @@ def pad_image(x: torch.Tensor, pads: Sequence[int], mode: str = "reflect") -> to
     return y[0] if squeeze else y
 
 
-def crop(x: torch.Tensor, box: Sequence[int]) -> torch.Tensor:
-    """Crop the last two dims to box = (top, left, height, width)."""
+def crop(x: torch.Tensor, box: Sequence[int] | None) -> torch.Tensor:
+    """Crop the last two dims to box = (top, left, height, width); None: x itself."""
+    if box is None:
+        return x
     t, l, h, w = box
     return x[..., t:t + h, l:l + w]
 

@@ -5,6 +5,7 @@ One training step (Ulyanov et al. 2018, Sec. 3), for each fit k = 1 … K (K = 1
     z'_k = z_k + reg_noise_std · ε_k,  ε_k ~ N(0, I) fresh each step   (input jitter)
     x̂_k  = f_θk(z'_k)                                                   (image on the padded canvas)
     L    = Σ_k mean((A_k(x̂_k) − y_k)²) [+ λ·TV(x̂_k)]                    (A_k: the fit's operator)
+           (a method may change z, x̂, L and the estimate: ``dip_lightning.methods``)
     θ ← optimizer step on L
     ema_k ← w·ema_k + (1 − w)·x̂_k                                       (exp_weight w; ema₀ = x̂₀)
 
@@ -32,11 +33,12 @@ import torch.nn as nn
 
 from dip_lightning.backtrack import Backtracker, like
 from dip_lightning.io import crop
+from dip_lightning.methods.base import Method
 from dip_lightning.metrics import psnr, split, ssim, total_variation
 from dip_lightning.seeds import stream_seed
 
 #: columns of ``DIPModule.history`` (one row per evaluated step; NaN where not applicable)
-FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt", "ssim_ema/gt")
+FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt", "ssim_ema/gt", "loss/method")
 
 
 class DIPModule(pl.LightningModule):
@@ -58,7 +60,9 @@ class DIPModule(pl.LightningModule):
         eval_every: compute metrics every k steps (also at step 1 and the last step).
         seed: seeds the input-jitter generator (its own stream, ``dip_lightning.seeds``); ``seeds``
             (one per fit) overrides it for K fits.
-        fits: K, the number of packed fits.
+        fits: K, the number of packed fits. out_channels: K·C of the net's output (default y's).
+        method: the DIP variant's hooks (``dip_lightning.methods``; default plain DIP): what is
+            trained, the input, extra loss terms, the step's aftermath and the returned estimate.
     """
 
     #: backtracking without reading ``good`` on the host: None = on any device but the CPU
@@ -68,7 +72,8 @@ class DIPModule(pl.LightningModule):
                  y: torch.Tensor, x_true: torch.Tensor | None, box: Sequence[int], iters: int,
                  reg_noise_std: float = 0.0, exp_weight: float | None = None,
                  backtrack_db: float | None = None, tv_weight: float = 0.0, eval_every: int = 10, seed: int = 0,
-                 memory_format: str = "contiguous", fits: int = 1, seeds: Sequence[int] | None = None):
+                 memory_format: str = "contiguous", fits: int = 1, seeds: Sequence[int] | None = None,
+                 out_channels: int | None = None, method: nn.Module | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.net, self.task, self.optimizer_factory = net, task, optimizer
@@ -83,7 +88,9 @@ class DIPModule(pl.LightningModule):
             raise ValueError(f"{len(self.seeds)} seeds for {k} fits")
         self.box = tuple(int(v) for v in box)
         s = int(getattr(task, "scale", 1))
-        self.obs_box = tuple(v // s for v in self.box)
+        self.obs_box = task.observation_box(self.box) if hasattr(task, "observation_box") else \
+            tuple(v // s for v in self.box)  # where y is not padding (None: y is never padded)
+        self._view = getattr(task, "view", None)  # estimate -> picture (complex data: magnitude)
         if memory_format not in ("contiguous", "channels_last"):
             raise ValueError(f"memory_format={memory_format!r}; choose contiguous or channels_last")
         self.channels_last = memory_format == "channels_last"
@@ -95,13 +102,13 @@ class DIPModule(pl.LightningModule):
         self.register_buffer("y", y)
         self.register_buffer("x_true", x_true)
         self.has_gt = x_true is not None
-        c, (h, w) = y.shape[1], self.box[2:]
+        c, (h, w) = int(out_channels or y.shape[1]), self.box[2:]
         self.channels = c // k  # per fit
         canvas = z.shape[-2:]
         self.register_buffer("ema", torch.zeros(1, c, *canvas))
         self.register_buffer("ema_ready", torch.zeros(k, dtype=torch.bool))
         self.register_buffer("last_out", torch.zeros(1, c, *canvas))
-        self.register_buffer("best_image", torch.zeros(1, c, h, w))
+        self.register_buffer("best_image", torch.zeros(1, x_true.shape[1] if self.has_gt else c, h, w))
         self.register_buffer("best_psnr", torch.full((k,), -math.inf))
         self.register_buffer("best_step", torch.zeros(k, dtype=torch.long))
         self.register_buffer("prev_psnr_obs", torch.full((k,), -math.inf))
@@ -113,10 +120,12 @@ class DIPModule(pl.LightningModule):
         self.backtracker = Backtracker(k)
         self._gens: list[torch.Generator] | None = None
         self._resume_extra: dict | None = None
+        self.method = Method() if method is None else method  # the variant's hooks (dip_lightning.methods)
+        self.method.attach(self)
 
     # ------------------------------------------------------------------ setup and checkpoints
     def configure_optimizers(self):
-        opt = self.optimizer_factory(self.net.parameters())
+        opt = self.optimizer_factory(self.method.trainable(self))
         if self.channels_last and isinstance(opt, torch.optim.LBFGS):
             # LBFGS flattens parameters and gradients with .view(-1), which channels_last weights do
             # not allow: this run stays NCHW (the parameters are converted in place, so ``opt`` keeps them)
@@ -166,13 +175,13 @@ class DIPModule(pl.LightningModule):
         return self.net(self.z if z is None else z)
 
     def _input(self) -> torch.Tensor:
-        """z + reg_noise_std · ε, a fresh ε per fit from the fit's own generator."""
+        """z + reg_noise_std · ε, a fresh ε per fit from the fit's own generator (z: the method's input)."""
+        z = self.method.input(self)
         if self.reg_noise_std <= 0:
-            return self.z
-        shape = (1, self.z.shape[1] // self.fits, *self.z.shape[-2:])
-        eps = torch.cat([torch.randn(shape, generator=g, device=self.z.device, dtype=self.z.dtype)
-                         for g in self._gens], 1)
-        return self.z + self.reg_noise_std * eps
+            return z
+        shape = (1, z.shape[1] // self.fits, *z.shape[-2:])
+        eps = torch.cat([torch.randn(shape, generator=g, device=z.device, dtype=z.dtype) for g in self._gens], 1)
+        return z + self.reg_noise_std * eps
 
     def training_step(self, batch, batch_idx):
         opt = self.optimizers()
@@ -182,19 +191,22 @@ class DIPModule(pl.LightningModule):
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
-            out = self.net(self._input())
+            out, extra = self.method.forward(self, self._input())  # extra: the method's loss terms, per fit
             a = self.task(out)
             a32 = a.to(torch.promote_types(a.dtype, torch.float32))  # bf16 -> fp32; fp64 stays fp64
             losses = (a32 - self.y).pow(2).reshape(k, -1).mean(1)  # per fit
-            loss = losses.sum()
+            loss = self.method.data_loss(losses)
+            if extra is not None:
+                loss = loss + extra.sum()
             if self.tv_weight > 0:
                 loss = loss + self.tv_weight * sum(total_variation(o) for o in split(out.to(a32.dtype), k))
             self.manual_backward(loss)
-            cache.update(out=out.detach().to(a32.dtype), a=a32.detach(), losses=losses.detach())
+            cache.update(out=out.detach().to(a32.dtype), a=a32.detach(), losses=losses.detach(),
+                         extra=None if extra is None else extra.detach())
             return loss
 
         loss = closure()
-        self._after_forward(step, cache["out"], cache["a"], cache["losses"])
+        self._after_forward(step, cache["out"], cache["a"], cache["losses"], cache["extra"])
         calls = [0]
 
         def step_closure() -> torch.Tensor:  # LBFGS may re-evaluate; the first call reuses this step's
@@ -202,27 +214,30 @@ class DIPModule(pl.LightningModule):
             return loss if calls[0] == 1 else closure()
 
         opt.step(closure=step_closure)
+        self.method.after_step(self, step, cache["out"])
 
     @torch.no_grad()
-    def _after_forward(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor) -> None:
+    def _after_forward(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor,
+                       extra: torch.Tensor | None = None) -> None:
         """Collapse guard, EMA, best iterate and (every k steps) metrics, all without a host sync.
         In fp32 (or the run's fp64) with autocast off: Lightning runs ``training_step`` under its
         precision's autocast, and in bf16 SSIM's variance subtraction cancels (0.99 -> 0.69)."""
         with torch.autocast(device_type=out.device.type, enabled=False):
-            self._bookkeeping(step, out, a, losses)
+            self._bookkeeping(step, out, a, losses, extra)
 
-    def _bookkeeping(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor) -> None:
+    def _bookkeeping(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor,
+                     extra: torch.Tensor | None = None) -> None:
         psnr_obs = psnr(crop(a, self.obs_box), crop(self.y, self.obs_box), self.fits)
         good = self._guard(step, losses, psnr_obs)
         g = self._per_fit(good)
         self.last_out = torch.where(g, out, self.last_out) if step > 1 else out.clone()
         if self.exp_weight is not None:
             self._update_ema(out, good)
-        img = crop(out, self.box)
+        img = self.view(crop(out, self.box))
         p_gt = self._update_best(step, img, good) if self.has_gt else None
         row = self._row_of.get(step)
         if row is not None:
-            self._record(row, img, losses, psnr_obs, p_gt)
+            self._record(row, img, losses, psnr_obs, p_gt, extra)
 
     def _per_fit(self, v: torch.Tensor) -> torch.Tensor:
         """A length-K vector broadcast over the packed channels: (1, K·C, 1, 1) ((1, 1, 1, 1) for one fit)."""
@@ -260,19 +275,20 @@ class DIPModule(pl.LightningModule):
         return p_gt
 
     def _record(self, row: int, img: torch.Tensor, losses: torch.Tensor, psnr_obs: torch.Tensor,
-                p_gt: torch.Tensor | None) -> None:
+                p_gt: torch.Tensor | None, extra: torch.Tensor | None = None) -> None:
         """Write one row of ``history`` (see ``FIELDS``) on the device."""
         k = self.fits
         nan = torch.full((k,), math.nan, device=img.device)
         ema = self.exp_weight is not None
-        ema_img = crop(self.ema, self.box) if ema else None
+        ema_img = self.view(crop(self.ema, self.box)) if ema else None
         gt = self.has_gt
         vals = [losses.float(), psnr_obs,
                 p_gt if gt else nan,
                 psnr(crop(self.task(self.ema), self.obs_box), crop(self.y, self.obs_box), k) if ema else nan,
                 psnr(ema_img, self.x_true, k) if (ema and gt) else nan,
                 ssim(img, self.x_true, k) if gt else nan,
-                ssim(ema_img, self.x_true, k) if (ema and gt) else nan]
+                ssim(ema_img, self.x_true, k) if (ema and gt) else nan,
+                nan if extra is None else extra.float().expand(k)]
         self.history[row] = torch.stack([v.float().reshape(k) for v in vals])
 
     # ------------------------------------------------------------------ results
@@ -286,11 +302,23 @@ class DIPModule(pl.LightningModule):
         c = x.shape[1] // self.fits
         return x[:, fit * c:(fit + 1) * c]
 
-    def ema_image(self) -> torch.Tensor | None:
-        return crop(self.ema, self.box) if self.exp_weight is not None else None
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """The picture of an estimate (the task's ``view``: complex data -> magnitude; else x)."""
+        return x if self._view is None else self._view(x)
 
-    def final_image(self) -> torch.Tensor:
-        return crop(self.last_out, self.box)
+    def ema_image(self, raw: bool = False) -> torch.Tensor | None:
+        """The EMA on the image's box, as a picture (``raw``: as the net paints it, e.g. re/im)."""
+        if self.exp_weight is None:
+            return None
+        x = crop(self.ema, self.box)
+        return x if raw else self.view(x)
+
+    def final_image(self, raw: bool = False) -> torch.Tensor:
+        """The estimate on the image's box, as a picture (``raw``: as the net paints it): the last
+        good iterate, or the method's own estimate (SGLD: the posterior mean)."""
+        est = self.method.estimate(self)
+        x = crop(self.last_out if est is None else est, self.box)
+        return x if raw else self.view(x)
 
     def history_dict(self, fit: int = 0, upto: int | None = None) -> dict[str, list[float]]:
         n = self.rows_done if upto is None else upto

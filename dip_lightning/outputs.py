@@ -122,7 +122,8 @@ def write_outputs(cfg: DictConfig, module, fits: list, cbs: dict, out_dir: Path,
     throughput = cbs["throughput"]
     k = module.fits
     it_per_s = round(throughput.it_per_s, 4) if throughput.it_per_s else None
-    common = {"status": status, "reason": reason, "net": type(fits[0].net).__name__, "params": n_params,
+    common = {"status": status, "reason": reason, "method": getattr(module.method, "name", None),
+              "net": type(fits[0].net).__name__, "params": n_params,
               "iters_done": int(module.global_step), "iters": int(cfg.iters), "wall_s": round(wall_s, 3),
               "fit_s": round(throughput.wall_s, 3), "it_per_s": it_per_s}
     evaluation = (cfg.get("eval_protocol"), str(cfg.get("eval_output") or "final"))
@@ -163,6 +164,16 @@ def write_curves(history: dict[str, list[float]], path: Path) -> None:
             w.writerow(["" if (isinstance(v, float) and not math.isfinite(v)) else v for v in row])
 
 
+def convergence(history: dict, psnr_best: float | None, it_per_s: float | None) -> dict:
+    """``steps_to_95``: the first evaluated step whose PSNR (ground truth) reaches 95% of the best
+    (in dB), and ``s_to_95``, that many steps at the run's steady rate."""
+    if psnr_best is None:
+        return {"steps_to_95": None, "s_to_95": None}
+    step = next((s for s, v in zip(history["step"], history["psnr/gt"])
+                 if math.isfinite(v) and v >= 0.95 * psnr_best), None)
+    return {"steps_to_95": step, "s_to_95": None if (step is None or not it_per_s) else round(step / it_per_s, 3)}
+
+
 def evaluate(protocol: str | None, output: str, images: dict, gt: torch.Tensor | None) -> float | None:
     """``psnr_eval``: the ``protocol``'s score of the ``output`` image (final | ema | best) against
     the ground truth; None without either."""
@@ -184,7 +195,8 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
     y_obs = sl(crop(module.y, module.obs_box))
     gt = prob.x_true
     save_image(final, out_dir / "restored.png")
-    save_image(prob.y[0], out_dir / "observed.png")
+    observed = task.picture(prob.y)[0]
+    save_image(observed, out_dir / "observed.png")
     if ema is not None:
         save_image(ema[0], out_dir / "restored_ema.png")
     best = sl(module.best_image)[0] if gt is not None else None
@@ -197,6 +209,8 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
     es_image = sl(es_cb.image.cpu()) if (es_cb is not None and es["es_step"] is not None) else None
     if es_image is not None:
         save_image(es_image[0], out_dir / "restored_es.png")
+    for name, img in module.method.images(module).items():  # e.g. SGLD's posterior std
+        save_image(sl(crop(img, module.box))[0], out_dir / f"{name}.png")
     history = module.history_dict(i)
     write_curves(history, out_dir / "curves.csv")
     best_step = int(module.best_step[i]) if gt is not None else None
@@ -220,6 +234,7 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
         "psnr_ema_final": _f(psnr(ema, gt)) if (gt is not None and ema is not None) else None,
         "psnr_best": psnr_best,
         "best_step": best_step,
+        **convergence(history, psnr_best, common.get("it_per_s")),
         "ssim_final": _f(ssim(final[None], gt)) if gt is not None else None,
         "psnr_obs_final": _f(psnr(crop(task(sl(module.last_out)), module.obs_box), y_obs)),
         "psnr_ema_obs_final": (_f(psnr(crop(task(sl(module.ema)), module.obs_box), y_obs))
@@ -227,6 +242,8 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
         **es,
         "es_psnr": es_psnr,
         "es_gap": round(psnr_best - es_psnr, 4) if (psnr_best is not None and es_psnr is not None) else None,
+        "final_minus_best": (round(float(psnr(final[None], gt)) - psnr_best, 4)
+                             if (gt is not None and psnr_best is not None) else None),
         "backtracks": int(module.backtracks[i]),
         "eval_protocol": evaluation[0],
         "eval_output": evaluation[1] if evaluation[0] else None,
@@ -234,6 +251,6 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
         "output_dir": str(out_dir),
     }
     write_json(out_dir / "metrics.json", metrics)
-    save_image(panel_of(prob.y[0], final, gt, metrics), out_dir / "panel.png")
+    save_image(panel_of(observed, final, gt, metrics), out_dir / "panel.png")
     return {"metrics": metrics, "restored": final, "restored_ema": None if ema is None else ema[0],
             "ground_truth": None if gt is None else gt[0], "history": history, "output_dir": out_dir}

@@ -90,6 +90,13 @@ class PackedTask(nn.Module):
         self.tasks = nn.ModuleList(tasks)
         self.scale = int(getattr(tasks[0], "scale", 1))
 
+    def observation_box(self, box):
+        return self.tasks[0].observation_box(box)
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        parts = x.chunk(len(self.tasks), dim=1)
+        return torch.cat([t.view(p) for t, p in zip(self.tasks, parts)], 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = x.chunk(len(self.tasks), dim=1)
         return torch.cat([t(p) for t, p in zip(self.tasks, parts)], 1)

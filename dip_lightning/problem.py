@@ -48,6 +48,9 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
     x = image[None]
     adopt = observed or task.blind
     if fit_size == "crop":  # first, as the original: its SR loader crops the HR image to the multiple
+        if adopt and not task.image_observation:
+            raise ValueError(f"fit_size=crop cannot crop a {type(task).__name__} observation (it is not an image); "
+                             f"use fit_size=pad")
         box = center_crop_box(*x.shape[-2:], obs_multiple if adopt else lcm(multiple, s), pil_round=s > 1 and not adopt)
         task.crop_like(box, tuple(x.shape[-2:]))  # operator state of the image's size (mask, flash) alike
         x = crop(x, box)
@@ -56,13 +59,13 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
     else:
         x_true = task.crop_ground_truth(x)
         y = task.simulate(x_true, generator)
-    h, w = y.shape[-2:]
+    h, w = task.observation_hw(y)
     min_obs = -(-int(min_size or 2 * multiple) // s)
     (pt, pb), (pl_, pr) = pad_amounts(h, obs_multiple, min_obs), pad_amounts(w, obs_multiple, min_obs)
     pads = (pt, pb, pl_, pr)
     y_padded = task.pad_observation(y, pads)
     task.pad(pads)
-    canvas = (y_padded.shape[-2] * s, y_padded.shape[-1] * s)
+    canvas = ((h + pt + pb) * s, (w + pl_ + pr) * s)
     box = (pt * s, pl_ * s, h * s, w * s)
     return Problem(y=y, y_padded=y_padded, x_true=x_true, box=box, canvas=canvas)
 
@@ -77,30 +80,46 @@ class Fit:
     net: torch.nn.Module
     prob: Problem
     z: torch.Tensor
+    channels: int = 0  # the net's output channels (the image's; 2 for complex data)
 
 
-def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, make_input) -> Fit:
-    """Task, net (initialised from ``seed``), observation and input z of one fit, as a lone run makes them."""
-    task: Task = instantiate(cfg.task)
-    img = load_image(source if image is None else image, cfg.get("resize"))
+def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, make_input,
+              task: Task | None = None, observation: torch.Tensor | None = None) -> Fit:
+    """Task, net (initialised from ``seed``), observation and input z of one fit, as a lone run makes them.
+    ``task`` replaces ``cfg.task``; ``observation`` (1, …) is y as given, of any shape the task
+    takes (no ground truth: e.g. the deepinv reconstructor's measurements)."""
+    task = instantiate(cfg.task) if task is None else task
+    if observation is not None:
+        img = observation[0]
+        task.adopt(observation)  # a physics task learns its image shape from y
+    else:
+        img = load_image(source if image is None else image, cfg.get("resize"))
     if task.needs_alpha:
         task.alpha = alpha_of(source, image, img)
     torch.manual_seed(seed)  # network initialisation depends on the seed only
     in_channels = task.input_channels or make_input.depth
-    net = instantiate(cfg.net, in_channels=in_channels, out_channels=img.shape[0])
+    channels = task.net_channels(int(img.shape[0]))
+    linear = {"need_sigmoid": False} if task.linear_output and "need_sigmoid" in cfg.net else {}
+    net = instantiate(cfg.net, in_channels=in_channels, out_channels=channels, **linear)
     generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # noise / mask, then z
-    prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), bool(cfg.observed),
+    prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), observation is not None or bool(cfg.observed),
                            str(cfg.fit_size), generator, getattr(net, "min_size", None))
     z = task.network_input()
     if z is None:
         z = make_input(*prob.canvas, generator)
-    return Fit(seed, str(source), task, net, prob, z)
+    return Fit(seed, str(source), task, net, prob, z, channels)
 
 
-def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input) -> list[Fit]:
+def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input, make_task=None,
+               observations: torch.Tensor | None = None) -> list[Fit]:
     """K = ``pack`` fits: ``pack_images`` (one image per fit; ``pack`` defaults to their number), each
     fitted with ``seed`` exactly as its lone run would be; or ``image`` K times with seeds seed,
-    seed+1, …"""
+    seed+1, … ``observations`` (B, …): one fit per measurement, each with ``seed`` and its own
+    ``make_task()`` (the deepinv reconstructor)."""
+    if observations is not None:
+        fits = [build_fit(cfg, int(cfg.seed), "observation", None, make_input, make_task(), observations[b:b + 1])
+                for b in range(observations.shape[0])]
+        return _same_size(fits)
     k = int(cfg.get("pack") or 1)
     images = list(cfg.get("pack_images") or [])
     if images and k == 1:  # pack_images alone: one fit per image
@@ -110,8 +129,13 @@ def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input) -> list[
     if images and len(images) != k:
         raise ValueError(f"pack_images has {len(images)} images but pack={k}; give one image per fit")
     seed = int(cfg.seed)
-    fits = [build_fit(cfg, seed if images else seed + i, images[i] if images else cfg.image, image, make_input)
-            for i in range(k)]
+    fits = [build_fit(cfg, seed if images else seed + i, images[i] if images else cfg.image, image, make_input,
+                      None if make_task is None else make_task()) for i in range(k)]
+    return _same_size(fits)
+
+
+def _same_size(fits: list[Fit]) -> list[Fit]:
+    """The fits, checked to share one canvas, box and observation shape (packing needs it)."""
     first = fits[0].prob
     for f in fits[1:]:
         if (f.prob.canvas, f.prob.box) != (first.canvas, first.box) or f.prob.y.shape != first.y.shape:

@@ -65,19 +65,22 @@ def set_up(cfg: DictConfig, out_dir: Path) -> None:
                {**environment(int(cfg.seed), deterministic, run_device(cfg)), "cpu_malloc_reuse": malloc_reuse})
 
 
-def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | None = None) -> Built:
+def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | None = None,
+          make_task=None, observations: torch.Tensor | None = None) -> Built:
     """The fits (observation, net, z; K when packed), the memory check, the DIPModule, the
     callbacks and the logger. ``image`` (C, H, W) replaces ``cfg.image``; ``out_dir`` defaults to
-    ``cfg.paths.output_dir``."""
+    ``cfg.paths.output_dir``. ``make_task`` (a callable) replaces ``cfg.task``; ``observations``
+    (B, …) are measurements to fit as given, one fit each (``build_fits``)."""
     out_dir = Path(cfg.paths.output_dir) if out_dir is None else out_dir
-    fits = build_fits(cfg, image, instantiate(cfg.input))
+    fits = build_fits(cfg, image, instantiate(cfg.input), make_task, observations)
     k = len(fits)
     net = pack_nets([f.net for f in fits])
     task = fits[0].task if k == 1 else PackedTask([f.task for f in fits])
     z = torch.cat([f.z for f in fits], 1)
     cpu_malloc.release()  # an earlier run's heap, kept by cpu_malloc=reuse, is free memory again
     y = torch.cat([f.prob.y_padded for f in fits], 1)
-    check_memory(net, z.shape[1], fits[0].prob.canvas, cfg, out_channels=y.shape[1])
+    channels = sum(f.channels for f in fits)
+    check_memory(net, z.shape[1], fits[0].prob.canvas, cfg, out_channels=channels)
     if cfg.get("compile"):
         net = torch.compile(net, mode=str(cfg.get("compile_mode") or "default"))
     gts = [f.prob.x_true for f in fits]
@@ -86,7 +89,8 @@ def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | No
         x_true=None if gts[0] is None else torch.cat(gts, 1), box=fits[0].prob.box, iters=int(cfg.iters),
         reg_noise_std=float(cfg.reg_noise_std), exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db,
         tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=str(cfg.memory_format),
-        fits=k, seeds=[f.seed for f in fits])
+        fits=k, seeds=[f.seed for f in fits], out_channels=channels,
+        method=instantiate(cfg.method) if cfg.get("method") else None)
     return Built(module, fits, build_callbacks(cfg, out_dir, k), build_logger(cfg))
 
 
@@ -127,11 +131,12 @@ def fit(cfg: DictConfig, built: Built) -> tuple[str, str | None]:
     return ("early_stopped" if (es is not None and es.stopped) else "completed"), None
 
 
-def run(cfg: DictConfig, image: torch.Tensor | None = None) -> dict:
+def run(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> dict:
     """Restore one image (or K packed ones) as ``cfg`` says.
 
     Returns ``{"metrics", "restored", "output_dir", ...}``; when packed, ``"fits"`` holds one such
-    dict per fit. ``image`` (a (C, H, W) tensor) replaces ``cfg.image`` when given (the Python API).
+    dict per fit. ``image`` (a (C, H, W) tensor) replaces ``cfg.image`` when given (the Python API),
+    ``make_task`` (a callable returning a task) replaces ``cfg.task``.
     A run stopped by Ctrl-C / SIGTERM or an error still writes its outputs so far, with
     ``status`` ``interrupted`` / ``failed`` in metrics.json, then re-raises.
     """
@@ -139,7 +144,7 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None) -> dict:
     out_dir = check(cfg)
     log.info("run folder: %s", out_dir)
     set_up(cfg, out_dir)
-    built = build(cfg, image, out_dir)
+    built = build(cfg, image, out_dir, make_task)
 
     def write(status: str, reason: str | None = None) -> dict:
         return write_outputs(cfg, built.module, built.fits, built.callbacks, out_dir,

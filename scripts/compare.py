@@ -1,15 +1,20 @@
 #!/usr/bin/env python
-"""Compare architectures as one Hydra multirun: nets × seeds × images, any launcher, one report.
+"""Compare architectures (or methods, or presets) as one Hydra multirun: × seeds × images, any launcher, one report.
 
     python scripts/compare.py net=skip,unet,resnet,decoder seed=0,1,2 image=IMAGE_OR_FOLDER [OVERRIDES...] [--out DIR]
+    python scripts/compare.py method=dip,sgld,drp,selfguided ...     (or experiment=a,b,c: one preset each)
+
+The compared key is the first of ``net=``, ``method=``, ``experiment=`` given.
 
 ``image=`` may be a folder: every image in it is a job of its own. Seeds default to ``seed=0,1,2``
 (DIP's seed-to-seed spread on one image is 0.2–0.8 dB, so one seed cannot rank two nets). Any other
 argument is a Hydra override for every job, including ``hydra/launcher=joblib`` / ``gpus`` /
 ``slurm``. The jobs land in ``--out`` (default ``outputs/compare/<time>``) as
-``<net>/<image>/seed=<s>/``; then ``scripts/collect.py`` writes the report there (grouped by net:
-mean ± std over seeds and images, per image, curves, grid, report.html), plus ``compare.md`` /
-``compare.csv``: per net its parameters and GFLOP per step beside the group statistics.
+``<value>/<image>/seed=<s>/``; then ``scripts/collect.py`` writes the report there (grouped by the
+compared key: mean ± std over seeds and images, per image, curves, grid, report.html), plus
+``compare.md`` / ``compare.csv``: per value its parameters (all and trained), GFLOP of one net
+forward + backward, and the group statistics: best and final PSNR, final − best, the steps (and
+seconds) to 95% of the best, the wall time.
 """
 from __future__ import annotations
 
@@ -31,8 +36,9 @@ from dip_lightning.overrides import QUIET, format_value, is_sweep, subdir_of, sw
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = tuple(p.name for p in (ROOT / "configs").iterdir() if p.is_dir())  # config groups: net, task, …
-COLUMNS = ["net", "params", "gflop_per_iter", "n", "mean", "std", "psnr_best", "psnr_final", "psnr_ema_final",
-           "best_step", "it_per_s"]
+KEYS = ("net", "method", "experiment")  # what compare.py can compare
+STATS = ["n", "mean", "std", "psnr_best", "psnr_final", "psnr_ema_final", "final_minus_best", "best_step",
+         "steps_to_95", "s_to_95", "it_per_s", "wall_s"]
 
 
 def images_of(value: str) -> list[str]:
@@ -46,17 +52,21 @@ def images_of(value: str) -> list[str]:
     return [value]
 
 
-def flops_per_iter(overrides: list[str]) -> tuple[int, float]:
-    """(parameters, GFLOP of one training step) of one composed job, built as run() builds it."""
+def flops_per_iter(overrides: list[str]) -> tuple[int, int, float]:
+    """(parameters, trained parameters, GFLOP of one net forward + backward) of one composed job,
+    built as run() builds it (the method decides what is trained)."""
     from dip_lightning.api import compose_config
     from dip_lightning.flops import step_flops
-    from dip_lightning.instantiate import instantiate
     from dip_lightning.nets.blocks import count_parameters
-    from dip_lightning.problem import build_fit
+    from dip_lightning.run import build
 
     cfg = compose_config(overrides)
-    fit = build_fit(cfg, int(cfg.seed), cfg.image, None, instantiate(cfg.input))
-    return count_parameters(fit.net), step_flops(fit.net, fit.z, fit.task, fit.prob.y_padded) / 1e9
+    built = build(cfg)
+    fit, module = built.fits[0], built.module
+    groups = module.method.trainable(module)
+    params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    trained = sum(p.numel() for p in params if p.requires_grad)
+    return count_parameters(fit.net), trained, step_flops(fit.net, fit.z, fit.task, fit.prob.y_padded) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,18 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="+", help="net=a,b,c, seed=..., image=..., and shared Hydra overrides")
     args = ap.parse_args(argv)
     given = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in args.overrides if "=" in o}
-    nets = given.get("net", "").split(",") if given.get("net") else []
-    if not nets or not nets[0]:
-        print("error: give the architectures to compare, e.g. net=skip,unet,resnet,decoder", file=sys.stderr)
+    by = next((k for k in KEYS if given.get(k)), None)
+    if by is None:
+        print("error: give what to compare, e.g. net=skip,unet,resnet,decoder or method=dip,sgld,drp,selfguided",
+              file=sys.stderr)
         return 2
+    values = given[by].split(",")
     images = images_of(given["image"]) if "image" in given else ["astronaut"]
-    shared = [o for o in args.overrides if o.split("=", 1)[0] not in ("net", "image", "seed")]
+    shared = [o for o in args.overrides if o.split("=", 1)[0] not in (by, "image", "seed")]
     out = (args.out or Path("outputs/compare") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ov = [f"net={','.join(nets)}", "image=" + ",".join(format_value(i) for i in images),
+    ov = [f"{by}={','.join(values)}", "image=" + ",".join(format_value(i) for i in images),
           f"seed={given.get('seed', '0,1,2')}", *QUIET, "skip_completed=true",
           f"hydra.sweep.dir={format_value(str(out))}",
-          "hydra.sweep.subdir='" + subdir_of(swept_keys(shared), GROUPS, "${hydra.runtime.choices.net}/"
+          "hydra.sweep.subdir='" + subdir_of(swept_keys(shared), GROUPS, "${hydra.runtime.choices." + by + "}/"
                                              "${dip_job_dir:${image},${pack_images},${seed}}") + "'", *shared]
     proc = subprocess.run([sys.executable, "-m", "dip_lightning", "-m", *ov], env={**os.environ, "HYDRA_FULL_ERROR": "1"})
     if proc.returncode:
@@ -90,23 +102,24 @@ def main(argv: list[str] | None = None) -> int:
 
     text = collect(out, metric="psnr_best")
     jobs = [read_job(out, j) for j in job_dirs(out)]
-    net_of = {j["job"]: j["params"].get("net") for j in jobs}
+    value_of = {j["job"]: j["params"].get(by) for j in jobs}
     fits = fit_rows(jobs)
     fixed = [o for o in shared if not is_sweep(o.partition("=")[2]) and not o.startswith("hydra")]
+    columns = [by, "params", "trained", "gflop_per_iter", *STATS]
     rows = []
-    for net in nets:
-        params, gflop = flops_per_iter([f"net={net}", f"image={format_value(images[0])}", *QUIET, *fixed])
-        mine = [r for r in fits if net_of.get(r.job) == net]
+    for value in values:
+        params, trained, gflop = flops_per_iter([f"{by}={value}", f"image={format_value(images[0])}", *QUIET, *fixed])
+        mine = [r for r in fits if value_of.get(r.job) == value]
         g = next(iter(tables.group_table(mine, "psnr_best", pooled=True)), {})
-        rows.append({"net": net, "params": params, "gflop_per_iter": round(gflop, 3),
-                     **{k: (round(g[k], 3) if isinstance(g.get(k), float) else g.get(k)) for k in COLUMNS[3:]}})
+        rows.append({by: value, "params": params, "trained": trained, "gflop_per_iter": round(gflop, 3),
+                     **{k: (round(g[k], 3) if isinstance(g.get(k), float) else g.get(k)) for k in STATS}})
     with open(out / "compare.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
     cell = lambda v: "—" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v}")  # noqa: E731
-    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    md += ["| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |" for r in rows]
+    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    md += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
     (out / "compare.md").write_text("\n".join(md) + "\n")
     print(text)
     print("\n".join(md))

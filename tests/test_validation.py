@@ -12,7 +12,7 @@ import dip_lightning.checks as checks
 from dip_lightning.run import run
 from conftest import QUIET, TINY_NET, synthetic_image
 
-TIMING = {"wall_s", "fit_s", "it_per_s", "output_dir"}
+TIMING = {"wall_s", "fit_s", "it_per_s", "s_to_95", "output_dir"}
 
 
 def write(path: Path, a: np.ndarray) -> Path:

@@ -25,6 +25,31 @@ class Task(nn.Module):
     blind: bool = False
     #: True when the task reads the image file's alpha channel; the run then sets ``self.alpha``
     needs_alpha: bool = False
+    #: False when y is not an image of the restored size (deepinv physics: k-space, sinograms, ...)
+    image_observation: bool = True
+    #: True when the image may leave [0, 1] (complex data): the net gets no output sigmoid
+    linear_output: bool = False
+
+    def net_channels(self, channels: int) -> int:
+        """Output channels of the net for an image of ``channels`` channels."""
+        return channels
+
+    def observation_hw(self, y: torch.Tensor) -> tuple[int, int]:
+        """(h, w) of the observation grid that is padded to the net's multiple (× scale = the image)."""
+        return tuple(y.shape[-2:])
+
+    def observation_box(self, box: Sequence[int]) -> tuple[int, ...] | None:
+        """Where the real observation lies in the padded y, from the image's ``box`` on the canvas
+        (None: y is not padded)."""
+        return tuple(int(v) // int(self.scale) for v in box)
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """The picture of an estimate: what is scored against the ground truth, saved and stopped on."""
+        return x
+
+    def picture(self, y: torch.Tensor) -> torch.Tensor:
+        """The observation as an image, for observed.png and the panel."""
+        return y
 
     @property
     def input_channels(self) -> int | None:
