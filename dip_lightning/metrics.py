@@ -40,8 +40,12 @@ def psnr(a: torch.Tensor, b: torch.Tensor, fits: int | None = None) -> torch.Ten
     if fits is None:
         mse = torch.sum(torch.pow(a - b, 2)) / b.numel()
     else:
-        d = (a - b).reshape(fits, -1)  # packed fits are consecutive blocks of dim 1 (any shape after it)
-        mse = torch.sum(d * d, dim=1) / (b.numel() // fits)
+        if a.ndim == 4:  # images: (1, K·C, H, W) -> (K, C, H, W)
+            d = split(a, fits) - split(b, fits)
+            mse = torch.sum(d * d, dim=(1, 2, 3)) / (b.numel() // fits)
+        else:  # any observation: packed fits are consecutive blocks of dim 1
+            d = (a - b).reshape(fits, -1)
+            mse = torch.sum(d * d, dim=1) / (b.numel() // fits)
     return -torch.log(mse) * _DB_PER_NEPER.get(mse.dtype, _DB_PER_NEPER[torch.float32])
 
 

@@ -165,6 +165,10 @@ class DIPModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resume_extra = checkpoint.get("dip")
+        hist = checkpoint.get("state_dict", {}).get("history")
+        if hist is not None and hist.shape[1] < len(FIELDS):  # a checkpoint from before the later columns
+            pad = torch.full((hist.shape[0], len(FIELDS) - hist.shape[1], hist.shape[2]), math.nan, dtype=hist.dtype)
+            checkpoint["state_dict"]["history"] = torch.cat([hist, pad], 1)
 
     def _torch_optimizer(self) -> torch.optim.Optimizer:
         opt = self.optimizers()
@@ -214,7 +218,7 @@ class DIPModule(pl.LightningModule):
             return loss if calls[0] == 1 else closure()
 
         opt.step(closure=step_closure)
-        self.method.after_step(self, step, cache["out"])
+        self.method.after_step(self, step, self.last_out)  # the guarded iterate (a bad step's is the last good)
 
     @torch.no_grad()
     def _after_forward(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor,
@@ -239,11 +243,12 @@ class DIPModule(pl.LightningModule):
         if row is not None:
             self._record(row, img, losses, psnr_obs, p_gt, extra)
 
-    def _per_fit(self, v: torch.Tensor) -> torch.Tensor:
-        """A length-K vector broadcast over the packed channels: (1, K·C, 1, 1) ((1, 1, 1, 1) for one fit)."""
+    def _per_fit(self, v: torch.Tensor, channels: int | None = None) -> torch.Tensor:
+        """A length-K vector broadcast over the packed channels (``channels`` per fit, default the
+        net's): (1, K·C, 1, 1) ((1, 1, 1, 1) for one fit)."""
         if self.fits == 1:
             return v.view(1, 1, 1, 1)
-        return v.repeat_interleave(self.channels).view(1, -1, 1, 1)
+        return v.repeat_interleave(channels or self.channels).view(1, -1, 1, 1)
 
     def _guard(self, step: int, losses: torch.Tensor, psnr_obs: torch.Tensor) -> torch.Tensor:
         """Which fits took a good step (length K). A NaN/Inf loss or output is always bad; with
@@ -271,7 +276,7 @@ class DIPModule(pl.LightningModule):
         better = good & (p_gt > self.best_psnr)
         self.best_psnr = torch.where(better, p_gt, self.best_psnr)
         self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
-        self.best_image = torch.where(self._per_fit(better), img, self.best_image)
+        self.best_image = torch.where(self._per_fit(better, img.shape[1] // self.fits), img, self.best_image)
         return p_gt
 
     def _record(self, row: int, img: torch.Tensor, losses: torch.Tensor, psnr_obs: torch.Tensor,
@@ -313,10 +318,11 @@ class DIPModule(pl.LightningModule):
         x = crop(self.ema, self.box)
         return x if raw else self.view(x)
 
-    def final_image(self, raw: bool = False) -> torch.Tensor:
+    def final_image(self, raw: bool = False, estimate: bool = True) -> torch.Tensor:
         """The estimate on the image's box, as a picture (``raw``: as the net paints it): the last
-        good iterate, or the method's own estimate (SGLD: the posterior mean)."""
-        est = self.method.estimate(self)
+        good iterate, or the method's own estimate (SGLD: the posterior mean; ``estimate=False``:
+        the iterate, which the stopping rule watches)."""
+        est = self.method.estimate(self) if estimate else None
         x = crop(self.last_out if est is None else est, self.box)
         return x if raw else self.view(x)
 

@@ -209,8 +209,9 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
     es_image = sl(es_cb.image.cpu()) if (es_cb is not None and es["es_step"] is not None) else None
     if es_image is not None:
         save_image(es_image[0], out_dir / "restored_es.png")
-    for name, img in module.method.images(module).items():  # e.g. SGLD's posterior std
-        save_image(sl(crop(img, module.box))[0], out_dir / f"{name}.png")
+    for name, img in module.method.images(module).items():  # e.g. SGLD's posterior std, scaled to its maximum
+        pic = task.view(sl(crop(img, module.box)))[0]
+        save_image(pic / pic.amax().clamp_min(1e-12), out_dir / f"{name}.png")
     history = module.history_dict(i)
     write_curves(history, out_dir / "curves.csv")
     best_step = int(module.best_step[i]) if gt is not None else None

@@ -164,3 +164,13 @@ def test_compare_deepinv_script(tmp_path):
     assert len(rows) == 2 and all("±" in r for r in rows)
     ours = [json.loads(p.read_text())["psnr_final"] for p in sorted((tmp_path / "ours" / "deepinv_inpaint").glob("*/*/metrics.json"))]
     assert f"{sum(ours) / len(ours):.2f}" in rows[0]  # the table's mean is the jobs' mean
+
+
+def test_restore_takes_a_physics_object(tmp_path):
+    from dip_lightning.api import restore
+
+    physics = dinv.physics.Inpainting(img_size=(1, 24, 24), mask=0.5, rng=torch.Generator().manual_seed(0))
+    out, m = restore("camera", physics=physics, iters=4, output_dir=tmp_path / "r", logger="none",
+                     **{"task.size": 24, "task.channels": 1, "trainer.enable_progress_bar": False}, **TINY)
+    assert out.shape == (24, 24) and m["task"] == "PhysicsTask" and m["status"] == "completed"
+    assert m["psnr_observed"] is not None and (tmp_path / "r" / "observed.png").is_file()

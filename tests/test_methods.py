@@ -20,7 +20,7 @@ def common(path, iters=13):
 
 def test_sgld_parameter_noise_has_the_configured_scale(compose_cfg, image_file):
     """After a step every 4-D conv weight gets N(0, (σ_p·lr)²) noise; no other parameter does."""
-    built = build(compose_cfg(*common(image_file(32, 32, 3)), "method=sgld", "method.param_noise=3",
+    built = build(compose_cfg(*common(image_file(32, 32, 3)), "method=sgld", "method.param_noise=3", "method.burn_in=4",
                               "net.channels_down=[32,32,32]", "net.channels_up=[32,32,32]"))
     module, method = built.module, built.module.method
     opt = torch.optim.SGD(module.net.parameters(), lr=0.01)
@@ -101,6 +101,8 @@ def test_method_errors_are_clear(compose_cfg, image_file):
         build(compose_cfg(*common(path), "method=drp", "net.norm_layer=none"))
     with pytest.raises(ValueError, match="set input.depth=3"):
         build(compose_cfg(*common(path), "method=selfguided"))
+    with pytest.raises(ValueError, match="burn_in=7000 is not below iters=13"):
+        build(compose_cfg(*common(path), "method=sgld"))
     with pytest.raises(ValueError, match="sample_every >= 1"):
         build(compose_cfg(*common(path), "method=sgld", "method.sample_every=0"))
 

@@ -56,6 +56,8 @@ def test_readme_command_runs(command, tmp_path):
     probe = compose_config([f"{k}={v}" for k, v in args.items() if k != "ckpt_path"])
     if "depth" not in probe.input or "SelfGuided" in str(probe.method.get("_target_")):
         shrink.pop("input.depth")  # meshgrid input (also via a preset); Self-Guided's z has the image's channels
+    if "burn_in" in probe.method:  # SGLD: samples within the few steps
+        shrink.update({"method.burn_in": "2", "method.sample_every": "1"})
     if probe.fit_size == "crop":  # the original's centre crop needs at least one multiple of 32
         shrink["resize"] = "null"
     if "channels_down" in probe.net:  # keep a preset's number of levels, shrink the widths

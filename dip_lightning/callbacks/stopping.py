@@ -121,7 +121,7 @@ class EarlyStopping(pl.Callback):
         if all(d is not None for d in self.detected):
             return
         step = trainer.global_step
-        x = module.final_image()
+        x = module.final_image(estimate=False)  # the iterate (not a method's running estimate)
         var = self.tracker.update(x)
         if self.image is None:
             self.image = x.clone()

@@ -58,11 +58,16 @@ class DIPReconstructor(Reconstructor):
         if self.output == "ema" and cfg.exp_weight is None:
             raise ValueError("output=ema needs an EMA; set exp_weight (e.g. 0.99) or output='final'")
         set_deterministic(bool(cfg.get("deterministic", False)))
+        home = next((t.device for t in (*physics.parameters(), *physics.buffers())), None)
         physics.to("cpu")  # the fit is built on the CPU; Lightning moves it to the trainer's device
-        with torch.inference_mode(False), torch.enable_grad():
-            built = build(cfg, make_task=lambda: instantiate(cfg.task, physics=physics),
-                          observations=y.detach().to("cpu"))
-            status, reason = fit(cfg, built)
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                built = build(cfg, make_task=lambda: instantiate(cfg.task, physics=physics),
+                              observations=y.detach().to("cpu"))
+                status, reason = fit(cfg, built)
+        finally:
+            if home is not None:
+                physics.to(home)  # the caller's physics goes back where it was
         if reason:
             raise RuntimeError(f"the DIP fit {status}: {reason}")
         module = built.module

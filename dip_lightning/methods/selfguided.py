@@ -41,7 +41,7 @@ class SelfGuided(Method):
         zs = [torch.rand(1, c, *module.z.shape[-2:], generator=torch.Generator().manual_seed(stream_seed(s, "selfguided")))
               for s in module.seeds]  # U[0, 1), each fit from its own seed
         self.z = nn.Parameter(torch.cat(zs, 0).to(module.z.dtype))
-        self._seeds = [stream_seed(s + 1, "selfguided") for s in module.seeds]  # the η stream
+        self._seeds = [stream_seed(s, "selfguided_noise") for s in module.seeds]  # the η stream
         self.register_buffer("reg", torch.zeros(k))
 
     def trainable(self, module) -> list:
@@ -79,7 +79,7 @@ class SelfGuided(Method):
         return module.ema if module.exp_weight is not None else None
 
     def get_extra_state(self) -> dict:
-        return {"gens": None if self._gens is None else [g.get_state() for g in self._gens]}
+        return {"gens": self._gen_states if self._gens is None else [g.get_state() for g in self._gens]}
 
     def set_extra_state(self, state: dict) -> None:
         self._gens, self._gen_states = None, (state or {}).get("gens")

@@ -25,23 +25,29 @@ class SGLD(Method):
             raise ValueError(f"method=sgld needs param_noise >= 0, burn_in >= 0 and sample_every >= 1; got "
                              f"{param_noise}, {burn_in}, {sample_every}")
         self.param_noise, self.burn_in, self.sample_every = float(param_noise), int(burn_in), int(sample_every)
-        self._gen: torch.Generator | None = None
-        self._gen_state: torch.Tensor | None = None
+        self._gens: list[torch.Generator] | None = None
+        self._gen_states: list | None = None
 
     def attach(self, module) -> None:
+        if self.burn_in >= module.iters:
+            raise ValueError(f"method.burn_in={self.burn_in} is not below iters={module.iters}: SGLD would take no "
+                             f"sample; lower method.burn_in (the authors: 35% of the steps)")
         c, canvas = module.last_out.shape[1], module.last_out.shape[-2:]
         self.register_buffer("sum", torch.zeros(1, c, *canvas, dtype=torch.float64))
         self.register_buffer("sum_sq", torch.zeros(1, c, *canvas, dtype=torch.float64))
-        self.register_buffer("count", torch.zeros((), dtype=torch.long))
-        self._seed = stream_seed(module.seeds[0], "langevin")  # its own stream of the run's seed
+        self._seeds = [stream_seed(s, "langevin") for s in module.seeds]  # one stream per fit, of its seed
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self._seed)
-            if self._gen_state is not None:
-                self._gen.set_state(self._gen_state)
-                self._gen_state = None
-        return self._gen
+    def samples(self, step: int) -> int:
+        """How many outputs are in the mean after ``step`` steps (host arithmetic: no device read)."""
+        return 0 if step <= self.burn_in else (step - self.burn_in) // self.sample_every
+
+    def _generators(self, device: torch.device) -> list[torch.Generator]:
+        if self._gens is None or self._gens[0].device != device:
+            self._gens = [torch.Generator(device=device).manual_seed(s) for s in self._seeds]
+            for g, st in zip(self._gens, self._gen_states or []):
+                g.set_state(st)
+            self._gen_states = None
+        return self._gens
 
     @staticmethod
     def noised(module) -> list[torch.nn.Parameter]:
@@ -55,30 +61,30 @@ class SGLD(Method):
     def after_step(self, module, step: int, out: torch.Tensor) -> None:
         scale = self.param_noise * self.lr(module)
         if scale > 0:
-            gen = self._generator(out.device)
-            for p in self.noised(module):
-                p.add_(torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype), alpha=scale)
+            gens = self._generators(out.device)
+            for p in self.noised(module):  # packed weights: fit k's block along dim 0, from fit k's stream
+                noise = torch.cat([torch.randn(blk.shape, generator=g, device=p.device, dtype=p.dtype)
+                                   for blk, g in zip(p.chunk(len(gens), 0), gens)], 0)
+                p.add_(noise, alpha=scale)
         if step > self.burn_in and (step - self.burn_in) % self.sample_every == 0:
             o = out.double()
             self.sum += o
             self.sum_sq += o * o
-            self.count += 1
 
     def estimate(self, module) -> torch.Tensor | None:
-        if int(self.count) == 0:
-            return None
-        return (self.sum / self.count).to(module.last_out.dtype)
+        n = self.samples(int(module.global_step))
+        return None if n == 0 else (self.sum / n).to(module.last_out.dtype)
 
     def images(self, module) -> dict[str, torch.Tensor]:
-        n = int(self.count)
+        """The per-pixel posterior standard deviation (saved scaled to its maximum)."""
+        n = self.samples(int(module.global_step))
         if n == 0:
             return {}
         mean = self.sum / n
-        std = (self.sum_sq / n - mean * mean).clamp_min(0).sqrt()
-        return {"restored_std": (std / std.amax().clamp_min(1e-12)).to(module.last_out.dtype)}
+        return {"restored_std": (self.sum_sq / n - mean * mean).clamp_min(0).sqrt().to(module.last_out.dtype)}
 
     def get_extra_state(self) -> dict:
-        return {"gen": None if self._gen is None else self._gen.get_state()}
+        return {"gens": self._gen_states if self._gens is None else [g.get_state() for g in self._gens]}
 
     def set_extra_state(self, state: dict) -> None:
-        self._gen, self._gen_state = None, (state or {}).get("gen")
+        self._gens, self._gen_states = None, (state or {}).get("gens")

@@ -52,8 +52,8 @@ class PhysicsTask(Task):
         if self.channels not in (None, 1, 3):
             raise ValueError(f"task.channels={channels}; choose 1 (grayscale), 3 or null (keep the image's)")
         self.complex = complex
-        if complex is None and self.physics is not None:
-            self.complex = self._is_mri(self.physics)
+        if complex is None:  # the physics' class decides, before it is built (the net's output needs it)
+            self.complex = self._is_mri(self.physics if self.physics is not None else self._target_class())
         self.image_shape: tuple[int, ...] | None = None  # (C, H, W) of the image A takes
         self.box: tuple[int, int, int, int] | None = None  # the image on the canvas
 
@@ -63,12 +63,18 @@ class PhysicsTask(Task):
 
         return import_deepinv()
 
+    def _target_class(self) -> type:
+        from hydra.utils import get_class
+
+        return get_class(str(self.physics_cfg["_target_"]))
+
     def _is_mri(self, physics) -> bool:
+        """True for deepinv's MRI physics (an object or its class)."""
         mri = getattr(self._dinv.physics, "MRIMixin", None) or self._dinv.physics.MRI
-        return isinstance(physics, mri)
+        return issubclass(physics, mri) if isinstance(physics, type) else isinstance(physics, mri)
 
     # ------------------------------------------------------------------ the physics, seeded
-    def _build(self, seed: int) -> None:
+    def _build(self, seed: int, reseed_noise: bool = True) -> None:
         """Build the physics from its config (or reseed the object's noise) under ``seed``."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -78,10 +84,8 @@ class PhysicsTask(Task):
                 self.physics = instantiate(self.physics_cfg, _convert_="all")
                 self.physics_cfg = None
             noise = getattr(self.physics, "noise_model", None)
-            if getattr(noise, "rng", None) is not None:
+            if reseed_noise and getattr(noise, "rng", None) is not None:
                 noise.rng_manual_seed(int(torch.randint(0, 2 ** 62, ())))
-        if self.complex is None:
-            self.complex = self._is_mri(self.physics)
 
     @property
     def linear_output(self) -> bool:
@@ -129,9 +133,15 @@ class PhysicsTask(Task):
 
     def adopt(self, y: torch.Tensor) -> torch.Tensor:
         """An observation given as it is: the image shape comes from the physics (its adjoint's)."""
-        self._build(0)
+        self._build(0, reseed_noise=False)  # y has its noise already
         if self.image_shape is None:
             self.image_shape = self.infer_image_shape(y)
+        with torch.no_grad():
+            a = self.forward(torch.zeros(1, *self.image_shape, dtype=y.dtype, device=y.device))
+        if a.shape != y.shape:
+            raise ValueError(f"the physics maps one image {tuple(self.image_shape)} to {tuple(a.shape)}, but each "
+                             f"measurement is {tuple(y.shape)}; a physics with per-batch parameters (e.g. a mask of "
+                             f"batch B) cannot be fitted one measurement at a time")
         return y
 
     def infer_image_shape(self, y: torch.Tensor) -> tuple[int, ...]:
@@ -158,10 +168,12 @@ class PhysicsTask(Task):
 
     # ------------------------------------------------------------------ operator and pictures
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A(crop(x)), in fp32 (or fp64) with autocast off: FFTs and complex views refuse bf16."""
         if self.box is not None:
             t, l_, h, w = self.box
             x = x[..., t:t + h, l_:l_ + w]
-        return self.physics.A(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.physics.A(x.to(torch.promote_types(x.dtype, torch.float32)))
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """Complex (re, im) -> magnitude; else x."""
