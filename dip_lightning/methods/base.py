@@ -61,3 +61,28 @@ def trainable_input(module, init: torch.Tensor | None = None) -> nn.Parameter:
 def packed(z: torch.Tensor) -> torch.Tensor:
     """(K, D, H, W) -> (1, K·D, H, W)."""
     return z.reshape(1, -1, *z.shape[-2:])
+
+
+class Streams:
+    """One ``torch.Generator`` per fit, from per-fit seeds, made on the device of first use; its
+    ``state()`` goes into a method's checkpoint (``get_extra_state``) and ``load`` restores it
+    (kept pending until the generators exist)."""
+
+    def __init__(self) -> None:
+        self.seeds: list[int] = []
+        self._gens: list[torch.Generator] | None = None
+        self._pending: list | None = None
+
+    def on(self, device: torch.device) -> list[torch.Generator]:
+        if self._gens is None or self._gens[0].device != device:
+            self._gens = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
+            for g, st in zip(self._gens, self._pending or []):
+                g.set_state(st)
+            self._pending = None
+        return self._gens
+
+    def state(self) -> dict:
+        return {"gens": self._pending if self._gens is None else [g.get_state() for g in self._gens]}
+
+    def load(self, state: dict | None) -> None:
+        self._gens, self._pending = None, (state or {}).get("gens")

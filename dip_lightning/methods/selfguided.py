@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from dip_lightning.methods.base import Method, packed
+from dip_lightning.methods.base import Method, Streams, packed
 from dip_lightning.metrics import split
 from dip_lightning.seeds import stream_seed
 
@@ -29,8 +29,7 @@ class SelfGuided(Method):
             raise ValueError(f"method=selfguided needs alpha >= 0, noise >= 0, samples >= 1 and z_lr > 0; got "
                              f"alpha={alpha}, noise={noise}, samples={samples}, z_lr={z_lr}")
         self.alpha, self.noise, self.samples, self.z_lr = float(alpha), float(noise), int(samples), float(z_lr)
-        self._gens: list[torch.Generator] | None = None
-        self._gen_states: list | None = None
+        self.streams = Streams()  # per-fit random streams (SGLD: the Langevin noise; Self-Guided: η)
 
     def attach(self, module) -> None:
         k, c = module.fits, module.channels
@@ -41,7 +40,7 @@ class SelfGuided(Method):
         zs = [torch.rand(1, c, *module.z.shape[-2:], generator=torch.Generator().manual_seed(stream_seed(s, "selfguided")))
               for s in module.seeds]  # U[0, 1), each fit from its own seed
         self.z = nn.Parameter(torch.cat(zs, 0).to(module.z.dtype))
-        self._seeds = [stream_seed(s, "selfguided_noise") for s in module.seeds]  # the η stream
+        self.streams.seeds = [stream_seed(s, "selfguided_noise") for s in module.seeds]  # the η stream
         self.register_buffer("reg", torch.zeros(k))
 
     def trainable(self, module) -> list:
@@ -50,17 +49,9 @@ class SelfGuided(Method):
     def input(self, module) -> torch.Tensor:
         return packed(self.z)
 
-    def _generators(self, device: torch.device) -> list[torch.Generator]:
-        if self._gens is None or self._gens[0].device != device:
-            self._gens = [torch.Generator(device=device).manual_seed(s) for s in self._seeds]
-            for g, st in zip(self._gens, self._gen_states or []):
-                g.set_state(st)
-            self._gen_states = None
-        return self._gens
-
     def forward(self, module, z_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         k = module.fits
-        gens = self._generators(z_in.device)
+        gens = self.streams.on(z_in.device)
         top = self.noise * split(z_in.detach(), k).amax(dim=(1, 2, 3))  # per fit: noise · max(z)
         outs = []
         for _ in range(self.samples):
@@ -79,7 +70,7 @@ class SelfGuided(Method):
         return module.ema if module.exp_weight is not None else None
 
     def get_extra_state(self) -> dict:
-        return {"gens": self._gen_states if self._gens is None else [g.get_state() for g in self._gens]}
+        return self.streams.state()
 
     def set_extra_state(self, state: dict) -> None:
-        self._gens, self._gen_states = None, (state or {}).get("gens")
+        self.streams.load(state)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from dip_lightning.methods.base import Method
+from dip_lightning.methods.base import Method, Streams
 from dip_lightning.seeds import stream_seed
 
 
@@ -25,8 +25,7 @@ class SGLD(Method):
             raise ValueError(f"method=sgld needs param_noise >= 0, burn_in >= 0 and sample_every >= 1; got "
                              f"{param_noise}, {burn_in}, {sample_every}")
         self.param_noise, self.burn_in, self.sample_every = float(param_noise), int(burn_in), int(sample_every)
-        self._gens: list[torch.Generator] | None = None
-        self._gen_states: list | None = None
+        self.streams = Streams()  # per-fit random streams (SGLD: the Langevin noise; Self-Guided: η)
 
     def attach(self, module) -> None:
         if self.burn_in >= module.iters:
@@ -35,19 +34,11 @@ class SGLD(Method):
         c, canvas = module.last_out.shape[1], module.last_out.shape[-2:]
         self.register_buffer("sum", torch.zeros(1, c, *canvas, dtype=torch.float64))
         self.register_buffer("sum_sq", torch.zeros(1, c, *canvas, dtype=torch.float64))
-        self._seeds = [stream_seed(s, "langevin") for s in module.seeds]  # one stream per fit, of its seed
+        self.streams.seeds = [stream_seed(s, "langevin") for s in module.seeds]  # one stream per fit, of its seed
 
     def samples(self, step: int) -> int:
         """How many outputs are in the mean after ``step`` steps (host arithmetic: no device read)."""
         return 0 if step <= self.burn_in else (step - self.burn_in) // self.sample_every
-
-    def _generators(self, device: torch.device) -> list[torch.Generator]:
-        if self._gens is None or self._gens[0].device != device:
-            self._gens = [torch.Generator(device=device).manual_seed(s) for s in self._seeds]
-            for g, st in zip(self._gens, self._gen_states or []):
-                g.set_state(st)
-            self._gen_states = None
-        return self._gens
 
     @staticmethod
     def noised(module) -> list[torch.nn.Parameter]:
@@ -61,7 +52,7 @@ class SGLD(Method):
     def after_step(self, module, step: int, out: torch.Tensor) -> None:
         scale = self.param_noise * self.lr(module)
         if scale > 0:
-            gens = self._generators(out.device)
+            gens = self.streams.on(out.device)
             for p in self.noised(module):  # packed weights: fit k's block along dim 0, from fit k's stream
                 noise = torch.cat([torch.randn(blk.shape, generator=g, device=p.device, dtype=p.dtype)
                                    for blk, g in zip(p.chunk(len(gens), 0), gens)], 0)
@@ -84,7 +75,7 @@ class SGLD(Method):
         return {"restored_std": (self.sum_sq / n - mean * mean).clamp_min(0).sqrt().to(module.last_out.dtype)}
 
     def get_extra_state(self) -> dict:
-        return {"gens": self._gen_states if self._gens is None else [g.get_state() for g in self._gens]}
+        return self.streams.state()
 
     def set_extra_state(self, state: dict) -> None:
-        self._gens, self._gen_states = None, (state or {}).get("gens")
+        self.streams.load(state)
