@@ -46,6 +46,17 @@ def like(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return v if v.stride() == p.stride() else torch.empty_like(p).copy_(v)
 
 
+def match_moment_layouts(optimizer: torch.optim.Optimizer, params) -> None:
+    """Every Adam-style moment in the memory layout of its parameter. A checkpoint from a run with
+    the other ``memory_format`` keeps its tensors' strides, and fused Adam and the flat backtracking
+    select walk memory linearly, so mismatched layouts would pair the wrong elements."""
+    for p in params:
+        state = optimizer.state.get(p, {})
+        for key, v in list(state.items()):
+            if torch.is_tensor(v) and v.shape == p.shape:
+                state[key] = like(v, p)
+
+
 class Backtracker:
     """The snapshot of the last good step, and the restore (see the module docstring).
 

@@ -18,8 +18,7 @@ the step's own x̂ and written into a preallocated ``history`` tensor; the best 
 collapse guard use ``torch.where``, so on a GPU the step never waits for the host. The restore
 itself is ``dip_lightning.backtrack.Backtracker``. Callbacks move ``history`` to the host in chunks.
 
-Reading order: setup and checkpoints, the step (``training_step`` → ``_after_forward``: guard,
-EMA, best iterate, metrics row), results.
+Reading order: setup and checkpoints, the step (``training_step`` → ``_after_forward``), results.
 """
 from __future__ import annotations
 
@@ -31,14 +30,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 
-from dip_lightning.backtrack import Backtracker, like
+from dip_lightning.backtrack import Backtracker, match_moment_layouts
 from dip_lightning.io import crop
 from dip_lightning.methods.base import Method
-from dip_lightning.metrics import psnr, split, ssim, total_variation
+from dip_lightning.history import FIELDS, as_dict, metrics_row, padded
+from dip_lightning.metrics import psnr, split, total_variation
 from dip_lightning.seeds import stream_seed
 
-#: columns of ``DIPModule.history`` (one row per evaluated step; NaN where not applicable)
-FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt", "ssim_ema/gt", "loss/method")
 
 
 class DIPModule(pl.LightningModule):
@@ -146,16 +144,10 @@ class DIPModule(pl.LightningModule):
             self._resume_extra = None
 
     def on_train_start(self) -> None:
-        """After Lightning restored a checkpoint's optimiser state: every Adam-style moment and the
-        backtracking snapshot in the layout of its parameter. A checkpoint from a run with the other
-        ``memory_format`` keeps its tensors' strides, and fused Adam and the flat backtracking
-        select walk memory linearly, so mismatched layouts would pair the wrong elements."""
+        """After Lightning restored a checkpoint's optimiser state: moments and the backtracking
+        snapshot in their parameters' layout (``dip_lightning.backtrack.match_moment_layouts``)."""
         opt = self._torch_optimizer()
-        for p in self.net.parameters():
-            state = opt.state.get(p, {})
-            for key, v in list(state.items()):
-                if torch.is_tensor(v) and v.shape == p.shape:
-                    state[key] = like(v, p)
+        match_moment_layouts(opt, self.net.parameters())
         self.backtracker.match_layouts(opt)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -165,10 +157,9 @@ class DIPModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resume_extra = checkpoint.get("dip")
-        hist = checkpoint.get("state_dict", {}).get("history")
-        if hist is not None and hist.shape[1] < len(FIELDS):  # a checkpoint from before the later columns
-            pad = torch.full((hist.shape[0], len(FIELDS) - hist.shape[1], hist.shape[2]), math.nan, dtype=hist.dtype)
-            checkpoint["state_dict"]["history"] = torch.cat([hist, pad], 1)
+        state = checkpoint.get("state_dict", {})
+        if "history" in state:  # a checkpoint from before the later columns loads too
+            state["history"] = padded(state["history"])
 
     def _torch_optimizer(self) -> torch.optim.Optimizer:
         opt = self.optimizers()
@@ -281,20 +272,8 @@ class DIPModule(pl.LightningModule):
 
     def _record(self, row: int, img: torch.Tensor, losses: torch.Tensor, psnr_obs: torch.Tensor,
                 p_gt: torch.Tensor | None, extra: torch.Tensor | None = None) -> None:
-        """Write one row of ``history`` (see ``FIELDS``) on the device."""
-        k = self.fits
-        nan = torch.full((k,), math.nan, device=img.device)
-        ema = self.exp_weight is not None
-        ema_img = self.view(crop(self.ema, self.box)) if ema else None
-        gt = self.has_gt
-        vals = [losses.float(), psnr_obs,
-                p_gt if gt else nan,
-                psnr(crop(self.task(self.ema), self.obs_box), crop(self.y, self.obs_box), k) if ema else nan,
-                psnr(ema_img, self.x_true, k) if (ema and gt) else nan,
-                ssim(img, self.x_true, k) if gt else nan,
-                ssim(ema_img, self.x_true, k) if (ema and gt) else nan,
-                nan if extra is None else extra.float().expand(k)]
-        self.history[row] = torch.stack([v.float().reshape(k) for v in vals])
+        """Write one row of ``history`` (see ``dip_lightning.history.FIELDS``) on the device."""
+        self.history[row] = metrics_row(self, img, losses, psnr_obs, p_gt, extra)
 
     # ------------------------------------------------------------------ results
     @property
@@ -327,8 +306,4 @@ class DIPModule(pl.LightningModule):
         return x if raw else self.view(x)
 
     def history_dict(self, fit: int = 0, upto: int | None = None) -> dict[str, list[float]]:
-        n = self.rows_done if upto is None else upto
-        h = self.history[:n, :, fit].cpu()
-        d = {"step": self.eval_steps[:n]}
-        d.update({f: h[:, i].tolist() for i, f in enumerate(FIELDS)})
-        return d
+        return as_dict(self.history, self.eval_steps, fit, self.rows_done if upto is None else upto)
