@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dip_lightning import gpu_slots
+from dip_lightning import gpu_slots, resume
 from dip_lightning.outputs import write_json
 from dip_lightning.overrides import image_name
 from dip_lightning.run import run
@@ -46,7 +46,7 @@ OmegaConf.register_new_resolver("dip_job_dir", job_dir_name, replace=True)
 
 #: overrides that do not change what a job computes (how it ran, where, how quietly)
 NOT_COMPUTED = ("skip_completed", "threads", "hydra", "logger", "trainer.enable_progress_bar", "progress_every",
-                "paths.")
+                "paths.", "ckpt_every", "ckpt_path")
 
 
 def computed_by(overrides: list[str]) -> list[str]:
@@ -129,6 +129,12 @@ def main(cfg: DictConfig) -> float:
     if done is not None:  # a relaunch of the sweep: this job already completed
         log.info("skipped (completed before): %s", job_output_dir(cfg))
         return objective(done)
+    if not cfg.get("ckpt_path"):  # an interrupted job of this sweep continues from its last checkpoint
+        ckpt = resume.prepare(job_output_dir(cfg), computed_by(overrides), int(cfg.get("ckpt_every") or 0),
+                              resume=bool(cfg.get("skip_completed")))
+        if ckpt is not None:
+            log.info("resuming (interrupted before): %s", ckpt)
+            cfg.ckpt_path = str(ckpt)
     try:
         metrics = run(cfg)["metrics"]
         write_json(job_output_dir(cfg) / "job.json", {"overrides": computed_by(overrides)})

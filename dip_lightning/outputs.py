@@ -124,8 +124,8 @@ def write_outputs(cfg: DictConfig, module, fits: list, cbs: dict, out_dir: Path,
     it_per_s = round(throughput.it_per_s, 4) if throughput.it_per_s else None
     common = {"status": status, "reason": reason, "method": getattr(module.method, "name", None),
               "net": type(fits[0].net).__name__, "params": n_params,
-              "iters_done": int(module.global_step), "iters": int(cfg.iters), "wall_s": round(wall_s, 3),
-              "fit_s": round(throughput.wall_s, 3), "it_per_s": it_per_s}
+              "iters_done": int(module.global_step), "iters": int(cfg.iters), "wall_s": round(wall_s + throughput.before_s, 3),
+              "fit_s": round(throughput.wall_s, 3), "it_per_s": it_per_s, "resumed_at_step": throughput.resumed_at}
     evaluation = (cfg.get("eval_protocol"), str(cfg.get("eval_output") or "final"))
     per = [write_fit(module, f, i, cbs, fit_dir(out_dir, i, k), common, evaluation) for i, f in enumerate(fits)]
     if k == 1:

@@ -106,6 +106,37 @@ def test_a_second_launch_runs_no_completed_job(data_dir, tmp_path):
     assert {json.loads(p.read_text())["iters_done"] for p in files} == {4}
 
 
+
+def test_an_interrupted_job_continues_from_its_last_readable_checkpoint(data_dir, tmp_path):
+    """A job cut short (its latest checkpoint half-written) resumes from the one before, and ends
+    with the metrics of the uninterrupted job; checkpoints of another setting are removed."""
+    rep = load("reproduce")
+    work = tmp_path / "work"
+    args = ["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", "--work", str(work), "--limit", "1",
+            *TINY, "iters=12", "ckpt_every=4"]
+    assert rep.main(args) == 0
+    job = work / "baby" / "seed=0"
+    full = json.loads((job / "metrics.json").read_text())
+    assert full["resumed_at_step"] is None
+    ckpts = job / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == [f"step_{s:06d}.ckpt" for s in (4, 8, 12)]
+    (job / "metrics.json").write_text(json.dumps({**full, "status": "interrupted", "iters_done": 9}))
+    (ckpts / "step_000012.ckpt").unlink()  # killed at step 9, while writing step 8's checkpoint:
+    data = (ckpts / "step_000008.ckpt").read_bytes()
+    (ckpts / "step_000008.ckpt").write_bytes(data[: len(data) // 2])
+    assert rep.main(args) == 0
+    resumed = json.loads((job / "metrics.json").read_text())
+    assert resumed["status"] == "completed" and resumed["resumed_at_step"] == 4
+    for key in ("psnr_final", "psnr_ema_final", "psnr_best", "best_step", "psnr_eval", "iters_done"):
+        assert resumed[key] == full[key], key
+    assert resumed["wall_s"] > resumed["fit_s"] > 0
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == [f"step_{s:06d}.ckpt" for s in (4, 8, 12)]
+    (ckpts / "step_000100.ckpt").write_bytes(data)  # left by another setting
+    assert rep.main([*args, "iters=8"]) == 0
+    other = json.loads((job / "metrics.json").read_text())
+    assert other["resumed_at_step"] is None and other["iters_done"] == 8
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == ["step_000004.ckpt", "step_000008.ckpt"]
+
 def test_sr_evaluation_region_is_the_original_scripts(tmp_path):
     """HR 71×93 (not a multiple of 32): the original SR loader centre-crops it to 64×64 with the
     float box ((w − w')/2, (h − h')/2, …), which PIL rounds (3.5 -> 4, 14.5 -> 14), before making

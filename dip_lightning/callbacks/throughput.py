@@ -15,12 +15,22 @@ class Throughput(pl.Callback):
     sync-free step exists to avoid, and it needs a ``batch_size_fn`` for what is here a step
     index. ``Timer`` times whole stages, so it cannot leave out the warm-up steps (the first steps
     and ``torch.compile``'s compilation), which ``it_per_s`` must exclude.
+
+    Its checkpoint state is the fitting time so far, so a resumed run's ``wall_s`` counts the
+    parts before it (``before_s``); ``it_per_s`` is the last part's rate, ``resumed_at`` its first step.
     """
 
     def __init__(self, warmup: int = 5):
         self.warmup = max(1, int(warmup))
         self.t_start = self.t_warm = self.t_end = None
         self.step_warm = self.step_end = 0
+        self.before_s, self.resumed_at = 0.0, None
+
+    def state_dict(self) -> dict:
+        return {"fit_s": self.wall_s}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.before_s = float(state.get("fit_s", 0.0))
 
     def _now(self, module: pl.LightningModule) -> float:
         if module.device.type == "cuda":
@@ -30,6 +40,7 @@ class Throughput(pl.Callback):
     def on_train_start(self, trainer, module) -> None:
         self.t_start = time.perf_counter()
         self.step_warm = trainer.global_step  # a resumed run starts warm-up from here
+        self.resumed_at = trainer.global_step or None
         self.t_warm = None
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
@@ -46,7 +57,8 @@ class Throughput(pl.Callback):
 
     @property
     def wall_s(self) -> float:
-        return (self.t_end or time.perf_counter()) - (self.t_start or time.perf_counter())
+        """Seconds fitting, the parts before a resume included."""
+        return self.before_s + (self.t_end or time.perf_counter()) - (self.t_start or time.perf_counter())
 
     @property
     def it_per_s(self) -> float | None:
@@ -54,5 +66,5 @@ class Throughput(pl.Callback):
         if self.t_warm is not None and self.step_end > self.step_warm and self.t_end:
             return (self.step_end - self.step_warm) / (self.t_end - self.t_warm)
         if self.t_end and self.t_start and self.step_end:
-            return self.step_end / max(self.t_end - self.t_start, 1e-9)
+            return (self.step_end - (self.resumed_at or 0)) / max(self.t_end - self.t_start, 1e-9)
         return None
