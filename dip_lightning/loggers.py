@@ -27,7 +27,8 @@ _LIGHTNING_INFO = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.ut
 #: warnings a DIP run cannot act on (torch's pytree deprecation, raised inside Lightning; the step
 #: index "dataset")
 _NOISE = (".*LeafSpec.*", ".*does not have many workers.*", ".*The number of training batches.*",
-          ".*log_every_n_steps.*")
+          ".*log_every_n_steps.*",
+          ".*Checkpoint directory .* exists and is not empty.*")  # resume.py's record, or the checkpoints resumed from
 
 
 def hydra_job() -> tuple[str | None, str | None]:

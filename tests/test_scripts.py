@@ -124,12 +124,15 @@ def test_an_interrupted_job_continues_from_its_last_readable_checkpoint(data_dir
     (ckpts / "step_000012.ckpt").unlink()  # killed at step 9, while writing step 8's checkpoint:
     data = (ckpts / "step_000008.ckpt").read_bytes()
     (ckpts / "step_000008.ckpt").write_bytes(data[: len(data) // 2])
+    first = torch.load(ckpts / "step_000004.ckpt", weights_only=False)
+    first["callbacks"]["Throughput"]["fit_s"] = 1000.0  # as if the first part had fitted for 1000 s
+    torch.save(first, ckpts / "step_000004.ckpt")
     assert rep.main(args) == 0
     resumed = json.loads((job / "metrics.json").read_text())
     assert resumed["status"] == "completed" and resumed["resumed_at_step"] == 4
     for key in ("psnr_final", "psnr_ema_final", "psnr_best", "best_step", "psnr_eval", "iters_done"):
         assert resumed[key] == full[key], key
-    assert resumed["wall_s"] > resumed["fit_s"] > 0
+    assert resumed["wall_s"] > resumed["fit_s"] > 1000 > full["fit_s"]  # both count the part before the resume
     assert sorted(p.name for p in ckpts.glob("*.ckpt")) == [f"step_{s:06d}.ckpt" for s in (4, 8, 12)]
     (ckpts / "step_000100.ckpt").write_bytes(data)  # left by another setting
     assert rep.main([*args, "iters=8"]) == 0
