@@ -46,7 +46,7 @@ OmegaConf.register_new_resolver("dip_job_dir", job_dir_name, replace=True)
 
 #: overrides that do not change what a job computes (how it ran, where, how quietly)
 NOT_COMPUTED = ("skip_completed", "threads", "hydra", "logger", "trainer.enable_progress_bar", "progress_every",
-                "paths.", "ckpt_every", "ckpt_path")
+                "paths.", "ckpt_")
 
 
 def computed_by(overrides: list[str]) -> list[str]:

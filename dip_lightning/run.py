@@ -108,7 +108,8 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, fits: int = 1) -> dict[str, 
     if int(cfg.get("ckpt_every") or 0) > 0:
         cbs["checkpoint"] = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step_{step:06d}",
                                             auto_insert_metric_name=False, every_n_train_steps=int(cfg.ckpt_every),
-                                            save_top_k=-1, save_last=False)
+                                            save_top_k=-1 if cfg.get("ckpt_keep_all", True) else 1,
+                                            save_last=False)
     if cfg.trainer.get("enable_progress_bar", True):
         cbs["progress"] = PSNRProgressBar(cbs["curves"], refresh_rate=int(cfg.get("progress_every", 10)))
     return cbs

@@ -20,7 +20,7 @@ from dip_lightning.overrides import image_name
 
 #: overrides that say where or how quietly a job ran, not what it computed
 NOT_PARAMS = ("paths.", "hydra.", "logger", "trainer.enable_progress_bar", "threads", "skip_completed",
-              "snapshot_every", "snapshot_log_spaced", "progress_every", "ckpt_every", "ckpt_path")
+              "snapshot_every", "snapshot_log_spaced", "progress_every", "ckpt_")
 #: what varies inside a group: repeats (seeds) and the images averaged over
 WITHIN_GROUP = ("seed", "image", "pack_images", "pack")
 
