@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = (args.work or Path("outputs/reproduce") / (args.suite + ("-quick" if args.quick else ""))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    every = sorted(p.stem for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT)  # what the paper averages
+    # what the paper's average is over: its images (a folder may hold some of them), else the folder's
+    every = sorted(set(suite.get("paper") or {}) | {p.stem for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT})
     (work / "suite.json").write_text(json.dumps({**suite, "quick": args.quick, "images": every}, indent=2) + "\n")
     resize = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("resize=")), "64" if args.quick else None)
     shape = lambda p: load_image(p, None if resize in (None, "null") else int(resize)).shape  # noqa: E731
