@@ -54,6 +54,22 @@ def computed_by(overrides: list[str]) -> list[str]:
     return sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_COMPUTED))
 
 
+def computed_config(cfg: DictConfig) -> dict:
+    """The resolved config as flat 'a.b' keys, less the settings of ``NOT_COMPUTED``: what a job's
+    checkpoints must have been written with for it to resume from them."""
+    flat: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return {k: v for k, v in flat.items() if not k.startswith(NOT_COMPUTED)}
+
+
 def completed_metrics(out_dir: Path, overrides: list[str]) -> dict | None:
     """The metrics of a job that already finished in ``out_dir`` with these ``overrides`` (its
     ``job.json``; for ``skip_completed``), else None: a folder left by another setting is rerun."""
@@ -62,7 +78,8 @@ def completed_metrics(out_dir: Path, overrides: list[str]) -> dict | None:
         done = json.loads((out_dir / "job.json").read_text())
     except (OSError, ValueError):
         return None
-    if metrics.get("status") not in ("completed", "early_stopped") or done.get("overrides") != computed_by(overrides):
+    if metrics.get("status") not in ("completed", "early_stopped") or \
+            computed_by(done.get("overrides") or []) != computed_by(overrides):
         return None
     return metrics
 
@@ -129,15 +146,15 @@ def main(cfg: DictConfig) -> float:
     if done is not None:  # a relaunch of the sweep: this job already completed
         log.info("skipped (completed before): %s", job_output_dir(cfg))
         return objective(done)
-    if not cfg.get("ckpt_path"):  # an interrupted job of this sweep continues from its last checkpoint
-        ckpt = resume.prepare(job_output_dir(cfg), computed_by(overrides), int(cfg.get("ckpt_every") or 0),
-                              resume=bool(cfg.get("skip_completed")))
-        if ckpt is not None:
+    try:
+        out_dir, given = job_output_dir(cfg), cfg.get("ckpt_path")
+        ckpt = resume.prepare(out_dir, computed_config(cfg), int(cfg.get("ckpt_every") or 0),
+                              resume=bool(cfg.get("skip_completed")), given=Path(given) if given else None)
+        if ckpt is not None:  # an interrupted job of this sweep continues from its last checkpoint
             log.info("resuming (interrupted before): %s", ckpt)
             cfg.ckpt_path = str(ckpt)
-    try:
         metrics = run(cfg)["metrics"]
-        write_json(job_output_dir(cfg) / "job.json", {"overrides": computed_by(overrides)})
+        write_json(out_dir / "job.json", {"overrides": computed_by(overrides)})
     except Exception as exc:
         out_dir, reason = job_output_dir(cfg), failure_reason(exc)
         record_failure(out_dir, reason, overrides, started)

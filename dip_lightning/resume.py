@@ -1,12 +1,14 @@
 """Continue a sweep's job that was cut short from its own last checkpoint.
 
 With ``ckpt_every=N`` a job writes ``checkpoints/step_NNNNNN.ckpt`` and, beside them,
-``checkpoints/job.json`` with the overrides that decide its result. When the same sweep is
-launched again into the same folder with ``skip_completed=true``, a job that did not complete
-(killed, a SLURM time limit, Ctrl-C) resumes from its latest readable checkpoint if that record
-matches, and a resumed run ends with the metrics of an uninterrupted one (tests/test_resume.py).
-Checkpoints left by another setting are removed before the job writes its own, and a resumed job
-removes those after the step it continues from (cut off, or unreadable), which it writes anew.
+``checkpoints/job.json``: its resolved config less the settings that do not change its result
+(``computed``: paths, threads, logger, ``ckpt_*``, ...). When the same sweep is launched again into
+the same folder with ``skip_completed=true``, a job that did not complete (killed, a SLURM time
+limit, Ctrl-C) resumes from its latest readable checkpoint if that record equals its own config,
+and a resumed run ends with the metrics of an uninterrupted one (tests/test_resume.py,
+tests/test_scripts.py). A job that starts afresh first removes the checkpoints in its folder (another
+setting's, or its own earlier run's), so a later resume cannot pick them; a resumed job removes
+those after the step it continues from (cut off, or unreadable), which it writes anew.
 """
 from __future__ import annotations
 
@@ -22,13 +24,7 @@ log = logging.getLogger(__name__)
 
 FOLDER = "checkpoints"
 RECORD = "job.json"
-STEP_FILE = re.compile(r"^step_(\d+)(-v\d+)?\.ckpt$")  # Lightning adds -v1 beside a file of the same name
-
-
-def step_checkpoints(folder: Path) -> list[Path]:
-    """``step_*.ckpt`` in ``folder``, latest step first."""
-    found = [(int(m.group(1)), p.name, p) for p in folder.glob("step_*.ckpt") if (m := STEP_FILE.match(p.name))]
-    return [p for *_, p in sorted(found, reverse=True)]
+STEP_FILE = re.compile(r"^step_(\d+)(?:-v(\d+))?\.ckpt$")  # Lightning adds -v1, -v2 beside a file of the same name
 
 
 def step(path: Path) -> int:
@@ -36,9 +32,16 @@ def step(path: Path) -> int:
     return int(STEP_FILE.match(path.name).group(1))
 
 
+def step_checkpoints(folder: Path) -> list[Path]:
+    """``step_*.ckpt`` in ``folder``, the latest first (by step, then by Lightning's version number)."""
+    found = [((int(m.group(1)), int(m.group(2) or 0)), p) for p in folder.glob("step_*.ckpt")
+             if (m := STEP_FILE.match(p.name))]
+    return [p for _, p in sorted(found, key=lambda t: t[0], reverse=True)]
+
+
 def readable(path: Path) -> bool:
     """A whole checkpoint: torch.save writes a zip whose directory comes last, so a file cut off
-    while being written (the job killed mid-save) does not open."""
+    while being written does not open."""
     try:
         with zipfile.ZipFile(path) as z:
             return bool(z.namelist())
@@ -46,33 +49,48 @@ def readable(path: Path) -> bool:
         return False
 
 
-def recorded_overrides(folder: Path) -> list[str] | None:
-    """The overrides in ``folder/job.json``, or None when there is none."""
+def recorded(folder: Path) -> dict | None:
+    """The config recorded in ``folder/job.json``, or None when there is none."""
     try:
-        return json.loads((folder / RECORD).read_text()).get("overrides")
+        return json.loads((folder / RECORD).read_text()).get("config")
     except (OSError, ValueError, AttributeError):
         return None
 
 
-def resumable(out_dir: Path, computed: list[str]) -> Path | None:
-    """The latest readable checkpoint this same job (``computed`` overrides) left in ``out_dir``."""
+def resumable(out_dir: Path, computed: dict) -> Path | None:
+    """The latest readable checkpoint that a job of this same ``computed`` config left in ``out_dir``."""
     folder = out_dir / FOLDER
-    if recorded_overrides(folder) != computed:
+    if recorded(folder) != computed:
         return None
     return next((p for p in step_checkpoints(folder) if readable(p)), None)
 
 
-def prepare(out_dir: Path, computed: list[str], ckpt_every: int, resume: bool) -> Path | None:
-    """Before a job runs: the checkpoint to continue from (only when ``resume``), else None. When
-    the job will write checkpoints and starts afresh, the ones left by an earlier setting go, so a
-    later resume cannot pick them; the job's overrides are recorded beside the new ones."""
+def remove(paths: list[Path], why: str) -> None:
+    for p in paths:
+        p.unlink()
+    if paths:
+        log.info("removed %d checkpoint(s) (%s): %s", len(paths), why, ", ".join(p.name for p in paths))
+
+
+def prepare(out_dir: Path, computed: dict, ckpt_every: int, resume: bool, given: Path | None = None) -> Path | None:
+    """Before a job runs: the checkpoint to continue from (only when ``resume`` and none is
+    ``given`` by ``ckpt_path``), else None. When the job writes checkpoints, the folder keeps only
+    those up to the step it continues from (``given`` or found; none when it starts afresh), never
+    ``given`` itself, and the job's config is recorded beside them."""
     folder = out_dir / FOLDER
-    found = resumable(out_dir, computed) if resume else None
+    found = resumable(out_dir, computed) if (resume and given is None) else None
     if ckpt_every <= 0:
         return found
-    for stale in step_checkpoints(folder):
-        if found is None or stale != found and not (readable(stale) and step(stale) <= step(found)):
-            stale.unlink()
+    start = given or found
+    own = start is not None and start.parent.resolve() == folder.resolve() and STEP_FILE.match(start.name)
+    remove([p for p in step_checkpoints(folder) if p.resolve() != (start.resolve() if start else None)
+            and not (own and readable(p) and step(p) <= step(start))], "not this run's, or after its start")
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / RECORD, {"overrides": computed})
+    write_json(folder / RECORD, {"config": computed})
     return found
+
+
+def keep_latest(out_dir: Path) -> None:
+    """``ckpt_keep_all=false``: after the run, only its latest checkpoint stays (Lightning keeps the
+    one a run resumed from)."""
+    remove(step_checkpoints(out_dir / FOLDER)[1:], "ckpt_keep_all=false")

@@ -32,6 +32,7 @@ from dip_lightning.outputs import fit_dir, write_json, write_outputs
 from dip_lightning.packing import PackedTask, pack_nets
 from dip_lightning.problem import Fit, build_fits
 from dip_lightning.provenance import environment
+from dip_lightning.resume import keep_latest
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> d
                 raise SystemExit(128 + signal.SIGTERM) from exc
             raise
         results = write(status, reason)
+        if "checkpoint" in built.callbacks and not cfg.get("ckpt_keep_all", True):
+            keep_latest(out_dir)
         if reason:
             log.error(reason)
         log_summary(built.logger, results["metrics"])

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 
 import dip_lightning.run as runmod
+from dip_lightning import resume
 from dip_lightning.run import run
 from conftest import QUIET, TINY_NET
 
@@ -132,3 +134,39 @@ def test_on_train_start_gives_moments_and_snapshot_their_parameters_layout(compo
     module.backtracker.update(torch.tensor([False]), opt, sync_free)
     for t, b in zip(state_tensors(opt), before):
         assert torch.equal(t, b)
+
+
+def fake_checkpoints(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        with zipfile.ZipFile(folder / name, "w") as z:
+            z.writestr("data.pkl", name)
+    return folder
+
+
+def test_checkpoint_order_and_what_prepare_keeps(tmp_path):
+    """Latest step first, Lightning's -vN copies by their number; a job starting afresh clears the
+    folder, one resuming keeps what comes up to its start, a given ckpt_path is never removed."""
+    names = ["step_000004.ckpt", "step_000008.ckpt", "step_000008-v1.ckpt", "step_000010-v2.ckpt",
+             "step_000010-v10.ckpt", "step_000012.ckpt", "other.ckpt"]
+    folder = fake_checkpoints(tmp_path / "job" / "checkpoints", names)
+    order = [p.name for p in resume.step_checkpoints(folder)]
+    assert order == ["step_000012.ckpt", "step_000010-v10.ckpt", "step_000010-v2.ckpt", "step_000008-v1.ckpt",
+                     "step_000008.ckpt", "step_000004.ckpt"]
+    cfg = {"iters": 12, "optim.lr": 0.01}
+    (folder / "step_000012.ckpt").write_bytes(b"cut off")  # killed while writing it
+    assert resume.prepare(tmp_path / "job", cfg, 4, resume=True) is None  # no record: not this job's
+    assert [p.name for p in folder.glob("*.ckpt")] == ["other.ckpt"]
+    fake_checkpoints(folder, names[:5])
+    (folder / "step_000012.ckpt").write_bytes(b"cut off")
+    found = resume.prepare(tmp_path / "job", cfg, 4, resume=True)  # recorded now: this job's
+    assert found.name == "step_000010-v10.ckpt"
+    assert sorted(p.name for p in folder.glob("step_*")) == sorted(names[:5])
+    assert resume.prepare(tmp_path / "job", {**cfg, "iters": 13}, 4, resume=True) is None  # another setting
+    assert not list(folder.glob("step_*"))
+    fake_checkpoints(folder, names[:3])
+    given = folder / "step_000004.ckpt"
+    assert resume.prepare(tmp_path / "job", cfg, 4, resume=True, given=given) is None
+    assert [p.name for p in folder.glob("step_*")] == ["step_000004.ckpt"]
+    resume.keep_latest(tmp_path / "job")
+    assert [p.name for p in folder.glob("step_*")] == ["step_000004.ckpt"]
