@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dip_lightning import gpu_slots, resume
 from dip_lightning.outputs import write_json
-from dip_lightning.overrides import image_name
+from dip_lightning.overrides import NOT_COMPUTED, image_name
 from dip_lightning.run import run
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
@@ -42,11 +42,6 @@ def job_dir_name(image, pack_images=None, seed=None) -> str:
 
 
 OmegaConf.register_new_resolver("dip_job_dir", job_dir_name, replace=True)
-
-
-#: overrides that do not change what a job computes (how it ran, where, how quietly)
-NOT_COMPUTED = ("skip_completed", "threads", "hydra", "logger", "trainer.enable_progress_bar", "progress_every",
-                "paths.", "ckpt_")
 
 
 def computed_by(overrides: list[str]) -> list[str]:

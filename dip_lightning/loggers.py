@@ -28,7 +28,11 @@ _LIGHTNING_INFO = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.ut
 #: index "dataset")
 _NOISE = (".*LeafSpec.*", ".*does not have many workers.*", ".*The number of training batches.*",
           ".*log_every_n_steps.*",
-          ".*Checkpoint directory .* exists and is not empty.*")  # resume.py's record, or the checkpoints resumed from
+          ".*Checkpoint directory .* exists and is not empty.*",  # resume.py's record, or the checkpoints resumed from
+          # a resume mid-"epoch": the step index is the only data, so there is no loader state to lose
+          ".*resuming from a checkpoint that ended before the epoch ended.*",
+          # the state after the step's update is the one to checkpoint: a resume continues from it
+          ".*ModelCheckpoint with manual optimization and every_n_train_steps.*")
 
 
 def hydra_job() -> tuple[str | None, str | None]:

@@ -38,7 +38,6 @@ from dip_lightning.metrics import psnr, split, total_variation
 from dip_lightning.seeds import stream_seed
 
 
-
 class DIPModule(pl.LightningModule):
     """Fit ``net`` so that ``task(net(z)) ≈ y`` (for K fits at once when ``fits`` > 1).
 
@@ -221,7 +220,7 @@ class DIPModule(pl.LightningModule):
             self._bookkeeping(step, out, a, losses, extra)
 
     def _bookkeeping(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor,
-                     extra: torch.Tensor | None = None) -> None:
+                     extra: torch.Tensor | None) -> None:
         psnr_obs = psnr(crop(a, self.obs_box), crop(self.y, self.obs_box), self.fits)
         good = self._guard(step, losses, psnr_obs)
         g = self._per_fit(good)
@@ -231,8 +230,8 @@ class DIPModule(pl.LightningModule):
         img = self.view(crop(out, self.box))
         p_gt = self._update_best(step, img, good) if self.has_gt else None
         row = self._row_of.get(step)
-        if row is not None:
-            self._record(row, img, losses, psnr_obs, p_gt, extra)
+        if row is not None:  # one row of ``history`` (``dip_lightning.history.FIELDS``), on the device
+            self.history[row] = metrics_row(self, img, losses, psnr_obs, p_gt, extra)
 
     def _per_fit(self, v: torch.Tensor, channels: int | None = None) -> torch.Tensor:
         """A length-K vector broadcast over the packed channels (``channels`` per fit, default the
@@ -269,11 +268,6 @@ class DIPModule(pl.LightningModule):
         self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
         self.best_image = torch.where(self._per_fit(better, img.shape[1] // self.fits), img, self.best_image)
         return p_gt
-
-    def _record(self, row: int, img: torch.Tensor, losses: torch.Tensor, psnr_obs: torch.Tensor,
-                p_gt: torch.Tensor | None, extra: torch.Tensor | None = None) -> None:
-        """Write one row of ``history`` (see ``dip_lightning.history.FIELDS``) on the device."""
-        self.history[row] = metrics_row(self, img, losses, psnr_obs, p_gt, extra)
 
     # ------------------------------------------------------------------ results
     @property

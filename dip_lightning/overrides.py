@@ -11,6 +11,12 @@ from typing import Any
 #: the log-spaced steps (1, 2, 5, 10, 20, 50, …: a dozen small PNGs that show how the fit went)
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "snapshot_every=0"]
 
+#: settings that say where, how fast or how quietly a job ran, never what it computed (prefixes of
+#: flat 'a.b' keys and of overrides): a finished job is skipped, a checkpoint resumed from, and a
+#: report groups jobs, regardless of them
+NOT_COMPUTED = ("skip_completed", "threads", "hydra", "logger", "trainer.enable_progress_bar", "progress_every",
+                "paths.", "ckpt_")
+
 _PLAIN = re.compile(r"^[\w./:\-+@]*$")
 
 

@@ -73,15 +73,24 @@ def test_cli_prints_the_run_folder_progress_and_one_summary_line(tmp_path, image
     assert len(summary) == 1 and "completed" in summary[0] and "dB" in summary[0] and str(out) in summary[0]
 
 
-def test_restore_leaves_the_allocator_alone_unless_asked(tmp_path):
-    """restore() runs inside someone else's process: cpu_malloc defaults to system there."""
+def test_restore_leaves_the_allocator_alone_unless_asked(tmp_path, monkeypatch):
+    """restore() runs inside someone else's process: cpu_malloc defaults to system there. (The
+    setting is process-wide and cannot be undone, so an earlier CLI run in this process may have
+    applied it already: the test watches the calls, not the process.)"""
+    from dip_lightning import malloc
+
+    calls = []
+    monkeypatch.setattr(malloc, "reuse_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(malloc, "_applied", False)
     kw = {"input.depth": 4, "trainer.enable_progress_bar": False, **TINY_NET_KW}
     restore(synthetic_image(16, 16, 1), iters=1, logger="none", output_dir=tmp_path / "a", **kw)
-    cfg = (tmp_path / "a" / "config.yaml").read_text()
-    assert "cpu_malloc: system" in cfg
+    assert "cpu_malloc: system" in (tmp_path / "a" / "config.yaml").read_text()
     assert json.loads((tmp_path / "a" / "environment.json").read_text())["cpu_malloc_reuse"] is False
+    assert calls == []
     restore(synthetic_image(16, 16, 1), iters=1, logger="none", output_dir=tmp_path / "b", cpu_malloc="reuse", **kw)
     assert "cpu_malloc: reuse" in (tmp_path / "b" / "config.yaml").read_text()
+    assert json.loads((tmp_path / "b" / "environment.json").read_text())["cpu_malloc_reuse"] is True
+    assert calls == [1]
 
 
 def test_panel_is_labelled(tmp_path):

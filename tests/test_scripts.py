@@ -3,6 +3,7 @@ one report (collect.py) they write: rows, means and standard deviations against 
 import csv
 import importlib.util
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_a_second_launch_runs_no_completed_job(data_dir, tmp_path):
     assert {json.loads(p.read_text())["iters_done"] for p in files} == {4}
 
 
-def test_an_interrupted_job_continues_from_its_last_readable_checkpoint(data_dir, tmp_path):
+def test_an_interrupted_job_continues_from_its_last_readable_checkpoint(data_dir, tmp_path, capfd):
     """A job cut short (its latest checkpoint half-written) resumes from the one before, and ends
     with the metrics of the uninterrupted job; checkpoints of another setting are removed."""
     rep = load("reproduce")
@@ -128,13 +129,20 @@ def test_an_interrupted_job_continues_from_its_last_readable_checkpoint(data_dir
     first = torch.load(ckpts / "step_000004.ckpt", weights_only=False)
     first["callbacks"]["Throughput"]["fit_s"] = 1000.0  # as if the first part had fitted for 1000 s
     torch.save(first, ckpts / "step_000004.ckpt")
+    capfd.readouterr()
     assert rep.main([*args, "ckpt_keep_all=false"]) == 0
+    said = capfd.readouterr()
+    assert not re.findall(r"\S+\.py:\d+: .*", said.err)  # no warning: a resume is nothing to warn about
     resumed = json.loads((job / "metrics.json").read_text())
     assert resumed["status"] == "completed" and resumed["resumed_at_step"] == 4
     for key in ("psnr_final", "psnr_ema_final", "psnr_best", "best_step", "psnr_eval", "iters_done"):
         assert resumed[key] == full[key], key
     assert resumed["wall_s"] > resumed["fit_s"] > 1000 > full["fit_s"]  # both count the part before the resume
     assert [p.name for p in ckpts.glob("*.ckpt")] == ["step_000012.ckpt"]  # the latest alone, not the one resumed from
+    (job / "metrics.json").write_text(json.dumps({**full, "status": "interrupted"}))  # killed after the last checkpoint
+    assert rep.main([*args, "ckpt_keep_all=false"]) == 0
+    last = json.loads((job / "metrics.json").read_text())
+    assert last["status"] == "completed" and last["resumed_at_step"] == 12 and last["psnr_eval"] == full["psnr_eval"]
     (ckpts / "step_000100.ckpt").write_bytes(data)  # left by another setting
     assert rep.main([*args, "iters=8"]) == 0
     other = json.loads((job / "metrics.json").read_text())

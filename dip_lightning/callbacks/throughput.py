@@ -16,21 +16,24 @@ class Throughput(pl.Callback):
     index. ``Timer`` times whole stages, so it cannot leave out the warm-up steps (the first steps
     and ``torch.compile``'s compilation), which ``it_per_s`` must exclude.
 
-    Its checkpoint state is the fitting time so far, so a resumed run's ``wall_s`` counts the
-    parts before it (``before_s``); ``it_per_s`` is the last part's rate, ``resumed_at`` its first step.
+    Its checkpoint state is the fitting time so far and the step, so a resumed run's ``wall_s``
+    counts the parts before it (``before_s``; the time from the last checkpoint to the interruption
+    is lost); ``it_per_s`` is the last part's rate, ``resumed_at`` the step it continued from (also
+    for a checkpoint at the last step, where Lightning skips the fit's start hooks).
     """
 
     def __init__(self, warmup: int = 5):
         self.warmup = max(1, int(warmup))
         self.t_start = self.t_warm = self.t_end = None
         self.step_warm = self.step_end = 0
-        self.before_s, self.resumed_at = 0.0, None
+        self.before_s, self.resumed_at, self.step_now = 0.0, None, 0
 
     def state_dict(self) -> dict:
-        return {"fit_s": self.wall_s}
+        return {"fit_s": self.wall_s, "step": self.step_now}
 
     def load_state_dict(self, state: dict) -> None:
         self.before_s = float(state.get("fit_s", 0.0))
+        self.resumed_at = state.get("step") or None  # (a checkpoint from before the step was kept: on_train_start)
 
     def _now(self, module: pl.LightningModule) -> float:
         if module.device.type == "cuda":
@@ -44,6 +47,7 @@ class Throughput(pl.Callback):
         self.t_warm = None
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.step_now = trainer.global_step  # (ModelCheckpoint's hook, which saves, runs after this one)
         if self.t_warm is None and trainer.global_step - self.step_warm >= self.warmup:
             self.t_warm = self._now(module)
             self.step_warm = trainer.global_step

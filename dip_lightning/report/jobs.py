@@ -16,11 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from dip_lightning.overrides import image_name
+from dip_lightning.overrides import NOT_COMPUTED, image_name
 
-#: overrides that say where or how quietly a job ran, not what it computed
-NOT_PARAMS = ("paths.", "hydra.", "logger", "trainer.enable_progress_bar", "threads", "skip_completed",
-              "snapshot_every", "snapshot_log_spaced", "progress_every", "ckpt_")
+#: keys that never make a group: how a job ran, and which snapshots it kept
+NOT_PARAMS = NOT_COMPUTED + ("snapshot_every", "snapshot_log_spaced")
 #: what varies inside a group: repeats (seeds) and the images averaged over
 WITHIN_GROUP = ("seed", "image", "pack_images", "pack")
 
