@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -128,6 +130,17 @@ def record_failure(out_dir: Path, reason: str, overrides: list[str], started: fl
                       "output_dir": str(out_dir)})
 
 
+def stop_process(code: int, slot: tuple | None, out_dir: Path, started: float) -> None:
+    """End this process after a SIGTERM'd job: a launcher's pool worker (joblib's) would catch the
+    SystemExit and wait for more jobs, outliving the sweep it belonged to."""
+    if slot is not None:
+        gpu_slots.write_slot_record(out_dir, *slot, start=started, end=time.time())
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="restore")
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
@@ -150,6 +163,10 @@ def main(cfg: DictConfig) -> float:
             cfg.ckpt_path = str(ckpt)
         metrics = run(cfg)["metrics"]
         write_json(out_dir / "job.json", {"overrides": computed_by(overrides)})
+    except SystemExit as exc:
+        if multirun and exc.code == 128 + signal.SIGTERM:  # run() wrote status interrupted
+            stop_process(exc.code, slot, job_output_dir(cfg), started)
+        raise
     except Exception as exc:
         out_dir, reason = job_output_dir(cfg), failure_reason(exc)
         record_failure(out_dir, reason, overrides, started)

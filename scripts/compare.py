@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +30,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dip_lightning.io import IMAGE_EXT
+from dip_lightning.multirun import launch
 from dip_lightning.overrides import QUIET, format_value, is_sweep, subdir_of, swept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
           f"hydra.sweep.dir={format_value(str(out))}",
           "hydra.sweep.subdir='" + subdir_of(swept_keys(shared), GROUPS, "${hydra.runtime.choices." + by + "}/"
                                              "${dip_job_dir:${image},${pack_images},${seed}}") + "'", *shared]
-    proc = subprocess.run([sys.executable, "-m", "dip_lightning", "-m", *ov], env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-    if proc.returncode:
-        print(f"error: the multirun exited with {proc.returncode}", file=sys.stderr)
-        return proc.returncode
+    rc = launch(ov)
+    if rc:
+        print(f"error: the multirun exited with {rc}", file=sys.stderr)
+        return rc
     sys.path.insert(0, str(ROOT / "scripts"))
     from collect import collect
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dip_lightning.multirun import launch
 from dip_lightning.overrides import QUIET, format_value, image_name
 
 COLUMNS = ["task", "image", "n", "ours_psnr", "ours_std", "ours_ema_psnr", "deepinv_psnr", "deepinv_std",
@@ -41,9 +40,9 @@ def our_jobs(work: Path, tasks: list[str], images: list[str], seeds: str, shared
     ov = [f"task={','.join(tasks)}", "image=" + ",".join(format_value(i) for i in images), f"seed={seeds}",
           *QUIET, "skip_completed=true", f"hydra.sweep.dir={format_value(str(work))}",
           "hydra.sweep.subdir='${hydra.runtime.choices.task}/${dip_job_dir:${image},${pack_images},${seed}}'", *shared]
-    proc = subprocess.run([sys.executable, "-m", "dip_lightning", "-m", *ov], env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-    if proc.returncode:
-        raise SystemExit(f"compare_deepinv.py: error: the multirun exited with {proc.returncode}")
+    rc = launch(ov)
+    if rc:
+        raise SystemExit(f"compare_deepinv.py: error: the multirun exited with {rc}")
     jobs = []
     for t in tasks:
         for img in images:

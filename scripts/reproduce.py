@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +29,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dip_lightning.io import IMAGE_EXT, load_image
+from dip_lightning.multirun import launch
 from dip_lightning.overrides import QUIET, format_value, subdir_of, swept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     resize = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("resize=")), "64" if args.quick else None)
     shape = lambda p: load_image(p, None if resize in (None, "null") else int(resize)).shape  # noqa: E731
     ov = sweep_overrides(suite, images, work, args.pack, args.quick, list(args.overrides), shape)
-    proc = subprocess.run([sys.executable, "-m", "dip_lightning", "-m", *ov], env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-    if proc.returncode:
-        print(f"error: the multirun exited with {proc.returncode}", file=sys.stderr)
-        return proc.returncode
+    rc = launch(ov)
+    if rc:
+        print(f"error: the multirun exited with {rc}", file=sys.stderr)
+        return rc
     sys.path.insert(0, str(ROOT / "scripts"))
     from collect import collect
 

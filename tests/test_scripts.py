@@ -4,8 +4,11 @@ import csv
 import importlib.util
 import json
 import re
+import signal
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +110,54 @@ def test_a_second_launch_runs_no_completed_job(data_dir, tmp_path):
     assert rep.main(args + ["iters=4"]) == 0
     assert all(p.stat().st_mtime_ns != t for p, t in files.items())
     assert {json.loads(p.read_text())["iters_done"] for p in files} == {4}
+
+
+def group_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+
+
+def running_in_group(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process groups from /proc (Linux)")
+def test_killing_the_script_stops_its_jobs(data_dir, tmp_path):
+    """SIGTERM to reproduce.py (kill, a scheduler) reaches the multirun and its joblib workers:
+    each running job writes status interrupted, and no process of the sweep is left writing into
+    the folder that a relaunch would resume."""
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(SCRIPTS / "reproduce.py"), "--suite", "sr-set5-x4", "--data", str(data_dir), "--quick",
+           "--work", str(work), "--limit", "2", "iters=1000000", "input.depth=4", "threads=1", *TINY_NET,
+           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    script = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jobs = [work / name / "seed=0" for name in ("baby", "bird")]
+    deadline = time.time() + 240
+    while not all((j / "environment.json").is_file() for j in jobs) and time.time() < deadline:
+        time.sleep(0.5)
+    assert script.poll() is None, "the sweep ended before it could be stopped"
+    assert all((j / "environment.json").is_file() for j in jobs), "the jobs did not start"
+    time.sleep(3)  # into the fit
+    children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline")
+                if str(work) in p.read_bytes().decode(errors="replace") and int(p.parent.name) != script.pid]
+    groups = {group_of(pid) for pid in children if Path(f"/proc/{pid}").exists()}
+    assert groups and script.pid not in groups  # the multirun runs in a group of its own ...
+    script.send_signal(signal.SIGTERM)
+    assert script.wait(timeout=120) != 0
+    for j in jobs:  # ... which got the signal too
+        assert json.loads((j / "metrics.json").read_text())["status"] == "interrupted", j
+    deadline = time.time() + 30
+    while any(running_in_group(g) for g in groups) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not [pid for g in groups for pid in running_in_group(g)]
 
 
 def test_an_interrupted_job_continues_from_its_last_readable_checkpoint(data_dir, tmp_path, capfd):
