@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dip_lightning import gpu_slots, resume
+from dip_lightning import gpu_slots, job_lock, resume
 from dip_lightning.outputs import write_json
 from dip_lightning.overrides import NOT_COMPUTED, image_name
 from dip_lightning.run import run
@@ -149,6 +149,21 @@ def main(cfg: DictConfig) -> float:
     slot = None
     if multirun and hc.runtime.choices.get("hydra/launcher") == GPU_LAUNCHER:
         slot = gpu_slots.ensure_slot(gpu_slots.lock_dir_for(hc.sweep.dir))
+    with job_lock.held(job_output_dir(cfg)) as mine:
+        if mine:
+            return job(cfg, multirun, overrides, slot)
+    msg = (f"{job_output_dir(cfg)} is being run by another process ({job_lock.holder(job_output_dir(cfg))}); "
+           "wait for it to end or stop it, or give another output folder")
+    if not multirun:
+        print(f"error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    log.error("job %s skipped: %s", hc.job.num, msg)
+    return float("-inf")
+
+
+def job(cfg: DictConfig, multirun: bool, overrides: list[str], slot: tuple | None) -> float:
+    """One job in its folder, whose lock this process holds: skipped when it completed before,
+    resumed when it was cut short, else run; a failure is recorded (and in a multirun, survived)."""
     started = time.time()
     done = completed_metrics(job_output_dir(cfg), overrides) if cfg.get("skip_completed") else None
     if done is not None:  # a relaunch of the sweep: this job already completed
@@ -175,8 +190,8 @@ def main(cfg: DictConfig) -> float:
                 print(f"error: {user_error(exc)}", file=sys.stderr)
                 sys.exit(2)
             raise
-        log.error("job %s failed [%s]: %s (metrics.json in %s)", hc.job.num, " ".join(overrides) or "no overrides",
-                  reason, out_dir)
+        log.error("job %s failed [%s]: %s (metrics.json in %s)", HydraConfig.get().job.num,
+                  " ".join(overrides) or "no overrides", reason, out_dir)
         return float("-inf")
     finally:
         if slot is not None:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import dip_lightning.run as runmod
-from dip_lightning import resume
+from dip_lightning import job_lock, resume
 from dip_lightning.run import run
 from conftest import QUIET, TINY_NET
 
@@ -170,3 +170,35 @@ def test_checkpoint_order_and_what_prepare_keeps(tmp_path):
     assert [p.name for p in folder.glob("step_*")] == ["step_000004.ckpt"]
     resume.keep_latest(tmp_path / "job")
     assert [p.name for p in folder.glob("step_*")] == ["step_000004.ckpt"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_job_folder_that_another_process_runs_is_left_alone(tmp_path, image_file):
+    """A job whose folder's lock another live process holds touches nothing there (not its
+    checkpoints, not its metrics): a multirun logs it and goes on, a single run is a one-line error."""
+    import fcntl
+
+    img = image_file(20, 18, 1)
+    sweep, job = tmp_path / "sweep", tmp_path / "sweep" / "job"
+    theirs = job / "checkpoints" / "step_000008.ckpt"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"another process's checkpoint")
+    common = [f"image={img}", "iters=4", "input.depth=4", "ckpt_every=2", "skip_completed=true", *QUIET, *TINY_NET]
+    multi = [sys.executable, "-m", "dip_lightning", "-m", *common, f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=job"]
+    fd = os.open(job / job_lock.NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"pid 1 on elsewhere\n")
+        swept = subprocess.run(multi, capture_output=True, text=True, timeout=300)
+        single = subprocess.run([sys.executable, "-m", "dip_lightning", *common, f"hydra.run.dir={job}"],
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        os.close(fd)
+    assert swept.returncode == 0 and "being run by another process (pid 1 on elsewhere)" in swept.stdout + swept.stderr
+    assert theirs.read_bytes() == b"another process's checkpoint" and not (job / "metrics.json").exists()
+    errors = [line for line in single.stderr.splitlines() if line.startswith("error:")]
+    assert single.returncode == 2 and len(errors) == 1 and "another process" in errors[0], single.stderr
+    assert "Traceback" not in single.stderr
+    again = subprocess.run(multi, capture_output=True, text=True, timeout=300)  # the lock is free now
+    assert again.returncode == 0
+    assert json.loads((job / "metrics.json").read_text())["status"] == "completed" and not theirs.exists()
