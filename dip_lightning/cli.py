@@ -81,6 +81,7 @@ def completed_metrics(out_dir: Path, overrides: list[str]) -> dict | None:
     return metrics
 
 GPU_LAUNCHER = "gpus"  # hydra/launcher=gpus: each worker claims one GPU slot
+POOL_LAUNCHERS = ("joblib", GPU_LAUNCHER)  # jobs run in reused worker processes
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,8 @@ def record_failure(out_dir: Path, reason: str, overrides: list[str], started: fl
 
 
 def stop_process(code: int, slot: tuple | None, out_dir: Path, started: float) -> None:
-    """End this process after a SIGTERM'd job: a launcher's pool worker (joblib's) would catch the
-    SystemExit and wait for more jobs, outliving the sweep it belonged to."""
+    """End this process after a SIGTERM'd job: a launcher's pool worker (``POOL_LAUNCHERS``) would
+    catch the SystemExit and wait for more jobs, outliving the sweep it belonged to."""
     if slot is not None:
         gpu_slots.write_slot_record(out_dir, *slot, start=started, end=time.time())
     logging.shutdown()
@@ -179,7 +180,8 @@ def job(cfg: DictConfig, multirun: bool, overrides: list[str], slot: tuple | Non
         metrics = run(cfg)["metrics"]
         write_json(out_dir / "job.json", {"overrides": computed_by(overrides)})
     except SystemExit as exc:
-        if multirun and exc.code == 128 + signal.SIGTERM:  # run() wrote status interrupted
+        pool = HydraConfig.get().runtime.choices.get("hydra/launcher") in POOL_LAUNCHERS
+        if multirun and pool and exc.code == 128 + signal.SIGTERM:  # run() wrote status interrupted
             stop_process(exc.code, slot, job_output_dir(cfg), started)
         raise
     except Exception as exc:

@@ -2,8 +2,9 @@
 
 A job holds an exclusive ``flock`` on ``<job folder>/.lock`` while it runs. A second process that
 gets the same folder (a sweep relaunched while the first still runs, an orphaned launcher) leaves
-it alone instead of removing its checkpoints, resuming from them and writing the same files at
-the same time. The kernel drops the lock when its process dies, so a killed job never leaves a
+its checkpoints and results alone instead of removing them, resuming from them and writing the
+same files at the same time (Hydra has written the job's ``.hydra/`` record and log by then: it
+does so before it calls the job). The kernel drops the lock when its process dies, so a killed job never leaves a
 stale lock behind. ``flock`` is local to one machine (on some network file systems it does not
 reach across nodes); where ``fcntl`` is missing (Windows) every job gets the lock.
 """
@@ -48,4 +49,6 @@ def held(out_dir: Path) -> Iterator[bool]:
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         yield True
     finally:
-        os.close(fd)  # (closing releases the lock)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # (for every process that shares the descriptor, e.g. a fork)
+        os.close(fd)

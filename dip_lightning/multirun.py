@@ -1,13 +1,14 @@
 """The scripts' one way to launch a sweep: ``python -m dip_lightning -m OVERRIDES`` in a child process.
 
 A child, not an in-process call, so that Hydra owns the process it configures (its logging, its
-working directory, the launcher plugin's workers). The child gets a process group of its own and
-this process passes SIGINT, SIGTERM and SIGHUP on to that whole group (the child and the
-launcher's workers): ``kill`` of a script, a scheduler's stop or a closed terminal ends the jobs
-too (each writes ``status: interrupted``, and a job's worker process then exits: ``cli.main``),
-instead of leaving an orphaned sweep writing into the folder that a relaunch resumes. The script
-returns once the group is gone (after ``GRACE_S``, what is left of it is killed). Plain Python (no
-Hydra import).
+working directory, the launcher plugin's workers). On POSIX the child gets a process group of its
+own, and a SIGINT, SIGTERM or SIGHUP that this process receives (Ctrl-C, ``kill``, a scheduler, a
+closed terminal) is passed on to that whole group (the child and the launcher's workers) as
+SIGTERM, which every job handles: it writes ``status: interrupted`` and its worker process exits
+(``cli.main``). So no orphaned sweep goes on writing into the folder that a relaunch resumes. The
+script returns once the group is gone (what is left after ``GRACE_S`` is killed); after Ctrl-C it
+then ends by SIGINT, as a shell expects. A kill of the script's own process group no longer
+reaches the sweep: signal the script. Plain Python (no Hydra import).
 """
 from __future__ import annotations
 
@@ -18,11 +19,18 @@ import sys
 import threading
 import time
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 GRACE_S = 60.0  # for the jobs to write their outputs after a forwarded signal
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is left; reaps those that are this process's children (a
+    script running as a container's PID 1 inherits the workers when their parent exits)."""
+    try:
+        while os.waitpid(-pgid, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:  # none of the group is our child
+        pass
     try:
         os.killpg(pgid, 0)
         return True
@@ -41,29 +49,37 @@ def kill_group(pgid: int, signum: int) -> None:
 
 def launch(overrides: list[str]) -> int:
     """Run the multirun with ``overrides`` and return its exit status (128 + N when signal N stopped it)."""
-    forwarded: list[int] = []
+    cmd = [sys.executable, "-m", "dip_lightning", "-m", *overrides]
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    if os.name != "posix":  # no process groups to pass signals on to
+        return subprocess.run(cmd, env=env).returncode
+    received: list[int] = []
     child: list[subprocess.Popen] = []
 
     def forward(signum: int, _frame) -> None:
-        forwarded.append(signum)
-        if child:
-            kill_group(child[0].pid, signum)
+        received.append(signum)
+        if child:  # (before the child exists, the signal is sent once it does)
+            kill_group(child[0].pid, signal.SIGTERM)
 
     main = threading.current_thread() is threading.main_thread()  # (only it may set signal handlers)
     before = {s: signal.signal(s, forward) for s in FORWARDED} if main else {}
     try:
-        child.append(subprocess.Popen([sys.executable, "-m", "dip_lightning", "-m", *overrides],
-                                      env={**os.environ, "HYDRA_FULL_ERROR": "1"}, start_new_session=True))
-        pgid = child[0].pid
-        for signum in forwarded:  # arrived while the child was starting
-            kill_group(pgid, signum)
-        rc = child[0].wait()  # (a handled signal does not end the wait: PEP 475)
-        if forwarded:  # the launcher's workers may outlive the child: wait for them, then kill the rest
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        child.append(proc)
+        if received:  # arrived while the child was starting
+            kill_group(proc.pid, signal.SIGTERM)
+        rc = proc.wait()  # (a handled signal does not end the wait: PEP 475)
+        if received:  # the launcher's workers may outlive the child: wait for them, then kill the rest
             deadline = time.monotonic() + GRACE_S
-            while group_alive(pgid) and time.monotonic() < deadline:
+            while group_alive(proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            kill_group(pgid, signal.SIGKILL)
+            kill_group(proc.pid, signal.SIGKILL)
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+    if received:
+        if received[0] == signal.SIGINT and main:  # end by SIGINT, so that a shell loop stops too
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        return 128 + received[0]
     return 128 - rc if rc < 0 else rc  # killed by signal N: 128 + N, as a shell reports it

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,12 @@ def _nan_to_none(v):
 
 
 def write_json(path: Path, data: dict) -> None:
+    """Whole or not at all: written beside ``path``, then renamed over it (a job stopped while it
+    writes its metrics.json never leaves half a file for a relaunch or a report to read)."""
     clean = {k: _nan_to_none(v) for k, v in data.items()}
-    path.write_text(json.dumps(clean, indent=2, sort_keys=False) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(clean, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
 
 
 def panel(images: list[torch.Tensor], labels: list[str] | None = None, gap: int = 4,
