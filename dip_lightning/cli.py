@@ -146,14 +146,13 @@ def stop_process(code: int, slot: tuple | None, out_dir: Path, started: float) -
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    overrides = list(hc.overrides.task)
-    slot = None
-    if multirun and hc.runtime.choices.get("hydra/launcher") == GPU_LAUNCHER:
-        slot = gpu_slots.ensure_slot(gpu_slots.lock_dir_for(hc.sweep.dir))
-    with job_lock.held(job_output_dir(cfg)) as mine:
+    launcher = hc.runtime.choices.get("hydra/launcher", "basic") if multirun else None
+    slot = gpu_slots.ensure_slot(gpu_slots.lock_dir_for(hc.sweep.dir)) if launcher == GPU_LAUNCHER else None
+    out_dir = job_output_dir(cfg)
+    with job_lock.held(out_dir) as mine:
         if mine:
-            return job(cfg, multirun, overrides, slot)
-    msg = (f"{job_output_dir(cfg)} is being run by another process ({job_lock.holder(job_output_dir(cfg))}); "
+            return job(cfg, out_dir, hc, launcher, slot)
+    msg = (f"{out_dir} is being run by another process ({job_lock.holder(out_dir)}); "
            "wait for it to end or stop it, or give another output folder")
     if not multirun:
         print(f"error: {msg}", file=sys.stderr)
@@ -162,16 +161,18 @@ def main(cfg: DictConfig) -> float:
     return float("-inf")
 
 
-def job(cfg: DictConfig, multirun: bool, overrides: list[str], slot: tuple | None) -> float:
+def job(cfg: DictConfig, out_dir: Path, hc, launcher: str | None, slot: tuple | None) -> float:
     """One job in its folder, whose lock this process holds: skipped when it completed before,
-    resumed when it was cut short, else run; a failure is recorded (and in a multirun, survived)."""
+    resumed when it was cut short, else run; a failure is recorded (and in a multirun, survived).
+    ``launcher``: the multirun's (None for a single run)."""
+    multirun, overrides = launcher is not None, list(hc.overrides.task)
     started = time.time()
-    done = completed_metrics(job_output_dir(cfg), overrides) if cfg.get("skip_completed") else None
+    done = completed_metrics(out_dir, overrides) if cfg.get("skip_completed") else None
     if done is not None:  # a relaunch of the sweep: this job already completed
-        log.info("skipped (completed before): %s", job_output_dir(cfg))
+        log.info("skipped (completed before): %s", out_dir)
         return objective(done)
     try:
-        out_dir, given = job_output_dir(cfg), cfg.get("ckpt_path")
+        given = cfg.get("ckpt_path")
         ckpt = resume.prepare(out_dir, computed_config(cfg), int(cfg.get("ckpt_every") or 0),
                               resume=bool(cfg.get("skip_completed")), given=Path(given) if given else None)
         if ckpt is not None:  # an interrupted job of this sweep continues from its last checkpoint
@@ -180,24 +181,23 @@ def job(cfg: DictConfig, multirun: bool, overrides: list[str], slot: tuple | Non
         metrics = run(cfg)["metrics"]
         write_json(out_dir / "job.json", {"overrides": computed_by(overrides)})
     except SystemExit as exc:
-        pool = HydraConfig.get().runtime.choices.get("hydra/launcher") in POOL_LAUNCHERS
-        if multirun and pool and exc.code == 128 + signal.SIGTERM:  # run() wrote status interrupted
-            stop_process(exc.code, slot, job_output_dir(cfg), started)
+        if launcher in POOL_LAUNCHERS and exc.code == 128 + signal.SIGTERM:  # run() wrote status interrupted
+            stop_process(exc.code, slot, out_dir, started)
         raise
     except Exception as exc:
-        out_dir, reason = job_output_dir(cfg), failure_reason(exc)
+        reason = failure_reason(exc)
         record_failure(out_dir, reason, overrides, started)
         if not multirun:
             if isinstance(user_error(exc), USER_ERRORS):  # one clear line, no traceback
                 print(f"error: {user_error(exc)}", file=sys.stderr)
                 sys.exit(2)
             raise
-        log.error("job %s failed [%s]: %s (metrics.json in %s)", HydraConfig.get().job.num,
+        log.error("job %s failed [%s]: %s (metrics.json in %s)", hc.job.num,
                   " ".join(overrides) or "no overrides", reason, out_dir)
         return float("-inf")
     finally:
         if slot is not None:
-            gpu_slots.write_slot_record(job_output_dir(cfg), *slot, start=started, end=time.time())
+            gpu_slots.write_slot_record(out_dir, *slot, start=started, end=time.time())
     return objective(metrics)
 
 
