@@ -22,13 +22,18 @@ SAME = ["psnr_final", "psnr_ema_final", "psnr_best", "best_step", "ssim_final", 
         "es_step", "es_psnr", "iters_done"]
 
 
-def test_resumed_run_equals_uninterrupted_run(compose_cfg, image_file):
+@pytest.mark.parametrize("es, half", [(["es.patience=100"], 8), (["es.patience=1", "es.check_every=1"], 12)],
+                         ids=["es-tracking", "es-detected-before-the-checkpoint"])
+def test_resumed_run_equals_uninterrupted_run(compose_cfg, image_file, es, half):
     path = image_file(22, 26, 3)
-    common = [f"image={path}", "iters=16", "eval_every=2", "input.depth=4", "reg_noise_std=0.05", "backtrack_db=5",
-              "es.window=3", "es.patience=100", *QUIET, *TINY_NET]
-    full = run(compose_cfg(*common, "ckpt_every=8", out="full"))
-    ckpt = full["output_dir"] / "checkpoints" / "step_000008.ckpt"
-    assert ckpt.is_file() and (full["output_dir"] / "checkpoints" / "step_000016.ckpt").is_file()
+    common = [f"image={path}", f"iters={2 * half}", "eval_every=2", "input.depth=4", "reg_noise_std=0.05",
+              "backtrack_db=5", "es.window=3", *es, *QUIET, *TINY_NET]
+    full = run(compose_cfg(*common, f"ckpt_every={half}", out="full"))
+    ckpt = full["output_dir"] / "checkpoints" / f"step_{half:06d}.ckpt"
+    assert ckpt.is_file() and (full["output_dir"] / "checkpoints" / f"step_{2 * half:06d}.ckpt").is_file()
+    es_state = torch.load(ckpt, weights_only=False)["callbacks"]["EarlyStopping"]
+    detected = es_state["detected"] != [None]
+    assert detected == (half == 12) and (es_state["tracker_state"] == {}) == detected  # detected: no window kept
     resumed = run(compose_cfg(*common, f"ckpt_path={ckpt}", out="resumed"))
     for k in SAME:
         assert resumed["metrics"][k] == full["metrics"][k], k

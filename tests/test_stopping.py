@@ -87,6 +87,7 @@ def test_callback_detects_after_patience_and_keeps_the_minimum_image(mode):
         assert stopped_at is not None and expected + 60 <= stopped_at < expected + 60 + 10
     else:
         assert stopped_at is None
+    assert cb.tracker.state == {} and cb.state_dict()["tracker_state"] == {}  # the window is freed once detected
 
 
 def test_early_stopping_on_a_real_fit(compose_cfg, image_file):

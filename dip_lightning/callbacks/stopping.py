@@ -139,9 +139,11 @@ class EarlyStopping(pl.Callback):
                 if self.detected[fit] is None and best > 0 and step - best >= self.patience:
                     self.detected[fit] = best
                     self.best_var[fit] = -math.inf
-            if self.mode == "stop" and all(d is not None for d in self.detected):
-                self.stopped = True
-                trainer.should_stop = True
+            if all(d is not None for d in self.detected):
+                self.tracker.state = {}  # no longer updated: free the window (W images) and its checkpoint share
+                if self.mode == "stop":
+                    self.stopped = True
+                    trainer.should_stop = True
 
     # ------------------------------------------------------------- results / checkpointing
     def result(self, fit: int = 0) -> dict:
