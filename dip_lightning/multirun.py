@@ -13,11 +13,13 @@ reaches the sweep: signal the script. Plain Python (no Hydra import).
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 GRACE_S = 60.0  # for the jobs to write their outputs after a forwarded signal
@@ -45,6 +47,11 @@ def kill_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
     except ProcessLookupError:  # the group has exited already
         pass
+
+
+def record_command(folder: Path, script: str, argv: list[str]) -> None:
+    """Write the script's command line to ``folder/command.txt`` (the report shows it)."""
+    (folder / "command.txt").write_text("python scripts/" + script + " " + shlex.join(argv) + "\n")
 
 
 def launch(overrides: list[str]) -> int:

@@ -10,12 +10,13 @@ a comparison, packed jobs; ``dip_lightning.report.jobs``) and writes there:
   image) with the metric's mean ± standard deviation and n; per image and group over seeds with an
   average row, and for a suite (``suite.json``, written by reproduce.py) the paper's value and Δ;
   the failed and missing fits, listed and not averaged; then every job.
-- ``summary.csv``: every job (status, swept parameters, metrics), sorted by the metric;
-  ``groups.csv``: the statistics (kind group / image / average, n, mean, std, paper, delta).
-- ``summary.png`` (the metric per job), ``curves.png`` (each group's mean curve, min–max band),
-  ``grid.png`` (observation | each group's image | ground truth), and ``report.html``: all of it
-  in one page with the command line and the environment, no external reference.
-- With the W&B logger, the group table is also logged as a ``wandb.Table``.
+- ``summary.csv``: the statistics (kind group / image / average, n, mean, std, paper, delta);
+  ``jobs.csv``: every job (status, swept parameters, metrics), sorted by the metric.
+- ``summary.png`` (the metric per job), ``curves.png`` (each group's mean curve over its seeds,
+  min–max band), ``grid.png`` (observation | each group's image | ground truth), and
+  ``report.html``: all of it in one page with the command line and the environment, no external
+  reference.
+- With the W&B logger, the group table (and the per-image one) is also logged as a ``wandb.Table``.
 
 The metric defaults to ``psnr_eval`` (the job's evaluation protocol) when the jobs have it, else
 ``psnr_best``.
@@ -106,21 +107,25 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
 
     groups = tables.group_table(fits, metric)
     per_image = tables.image_table(fits, metric, suite.get("paper"), suite.get("paper_average"), suite.get("images"))
+    missing = tables.missing_rows(fits, suite.get("images"))
     varies = len({r.image for r in fits}) > 1 or bool(suite)
     header, table = build_table(jobs, metric, ascending)
-    write_csv(sweep / "summary.csv", header, table)
+    write_csv(sweep / "jobs.csv", header, table)
     stat_cols = ["kind", "group", "image", "n", "mean", "std", "paper", "delta"]
-    write_csv(sweep / "groups.csv", stat_cols,
-              [["group", g["group"], "", g["n"], g["mean"], g["std"], "", ""] for g in groups]
-              + [["average" if r["image"] == "average" else "image", r["group"], r["image"], r["n"], r["mean"],
-                  r["std"], r["paper"], r["delta"]] for r in per_image])
+    stat_rows = ([["group", g["group"], "", g["n"], g["mean"], g["std"], "", ""] for g in groups]
+                 + [["average" if r["image"] == "average" else "image", r["group"], r["image"], r["n"], r["mean"],
+                     r["std"], r["paper"], r["delta"]] for r in per_image])
+    write_csv(sweep / "summary.csv", stat_cols, stat_rows)
 
     swept = set(varying_keys(jobs)) if len(jobs) > 1 else set()
     fixed = {k: v for r in jobs for k, v in r["params"].items() if k not in swept}
     failed = sum(r["status"] not in ("completed", "early_stopped") for r in jobs)
     scored = f" of the {eval_output} output" if eval_output else ""
-    lines = [f"# Sweep {sweep}", "", f"{len(jobs)} jobs ({failed} not completed), {len(fits)} fits; "
-             f"metric {metric}{scored}; jobs sorted by it ({'ascending' if ascending else 'descending'}).", ""]
+    lines = [f"# Sweep {sweep}", "", f"{len(jobs)} jobs ({failed} not completed), {len(fits)} fits"
+             + (f", {len(missing)} of the suite's fits never run" if missing else "")
+             + f"; metric {metric}{scored}; jobs sorted by it ({'ascending' if ascending else 'descending'}).", ""]
+    if suite.get("quick"):
+        lines += [f"**{suite.get('suite')}, --quick: shrunk images and iterations — NOT comparable to the paper.**", ""]
     if suite:
         lines += [f"Suite {suite.get('suite')}: protocol {suite.get('eval_protocol')}, scored image "
                   f"{suite.get('eval_output')}; Δ = ours − paper (the average's: Δ of the mean; ± is the "
@@ -134,7 +139,7 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
     sections = [("Groups", tables.group_markdown(groups, metric))]
     if varies:
         sections.append(("Per image", tables.image_markdown(per_image, metric, bool(suite))))
-    sections.append(("Not counted", tables.failed_markdown(fits, metric)))
+    sections.append(("Not counted", tables.failed_markdown(fits + missing, metric)))
     sections.append(("Jobs", markdown(header, table)))
     body = "\n\n".join(f"## {h}\n\n{md}" for h, md in sections if md)
     text = "\n".join(lines) + "\n" + body + "\n"
@@ -143,13 +148,16 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
     figures.plot_metric(jobs, sorted(swept, key=list(swept).index) if swept else [], metric, ascending,
                         sweep / "summary.png", top)
     figures.plot_curves(fits, metric, sweep / "curves.png", eval_output)
-    figures.plot_grid(fits, metric, sweep / "grid.png", eval_output)
+    shown = figures.plot_grid(fits, metric, sweep / "grid.png", eval_output)
     html.write_html(sweep / "report.html", f"Sweep {sweep.name}", [("Summary", "\n".join(lines))] + sections,
-                    [("PSNR curves", sweep / "curves.png"), ("Images", sweep / "grid.png"),
+                    [("PSNR curves", sweep / "curves.png"), (f"Images ({shown})" if shown else "Images", sweep / "grid.png"),
                      (f"{metric} per job", sweep / "summary.png")], html.command_line(sweep), html.environment(sweep))
     if html.uses_wandb(sweep):
-        html.log_wandb_table(sweep, ["group", "n", "mean", "std", "seeds", "images"],
-                             [[g["group"], g["n"], g["mean"], g["std"], g["seeds"], g["images"]] for g in groups])
+        logged = {"summary": (["group", "n", "mean", "std", "seeds", "images"],
+                              [[g["group"], g["n"], g["mean"], g["std"], g["seeds"], g["images"]] for g in groups])}
+        if varies:
+            logged["per_image"] = (stat_cols[1:], [r[1:] for r in stat_rows if r[0] != "group"])
+        html.log_wandb_tables(sweep, logged)
     return text
 
 
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a folder")
     print(collect(args.sweep_dir, args.metric, args.ascending, args.top))
-    print(f"wrote {args.sweep_dir / 'summary.md'}, summary.csv, groups.csv, curves.png, grid.png, report.html",
+    print(f"wrote {args.sweep_dir / 'summary.md'}, summary.csv, jobs.csv, curves.png, grid.png, report.html",
           file=sys.stderr)
 
 

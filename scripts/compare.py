@@ -30,7 +30,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dip_lightning.io import IMAGE_EXT
-from dip_lightning.multirun import launch
+from dip_lightning.multirun import launch, record_command
 from dip_lightning.overrides import QUIET, format_value, is_sweep, subdir_of, swept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,11 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     shared = [o for o in args.overrides if o.split("=", 1)[0] not in (by, "image", "seed")]
     out = (args.out or Path("outputs/compare") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    record_command(out, "compare.py", sys.argv[1:] if argv is None else argv)
     ov = [f"{by}={','.join(values)}", "image=" + ",".join(format_value(i) for i in images),
           f"seed={given.get('seed', '0,1,2')}", *QUIET, "skip_completed=true",
           f"hydra.sweep.dir={format_value(str(out))}",
           "hydra.sweep.subdir='" + subdir_of(swept_keys(shared), GROUPS, "${hydra.runtime.choices." + by + "}/"
                                              "${dip_job_dir:${image},${pack_images},${seed}}") + "'", *shared]
+    fixed = [o for o in shared if not is_sweep(o.partition("=")[2]) and not o.startswith("hydra")]
+    sizes = {}
+    for value in values:  # each compared setting built once before any job runs: a bad one stops here
+        try:
+            sizes[value] = flops_per_iter([f"{by}={value}", f"image={format_value(images[0])}", *QUIET, *fixed])
+        except Exception as exc:
+            from dip_lightning.cli import USER_ERRORS, user_error
+
+            if not isinstance(user_error(exc), USER_ERRORS):
+                raise
+            print(f"error: {by}={value}: {user_error(exc)}", file=sys.stderr)
+            return 2
     rc = launch(ov)
     if rc:
         print(f"error: the multirun exited with {rc}", file=sys.stderr)
@@ -103,11 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [read_job(out, j) for j in job_dirs(out)]
     value_of = {j["job"]: j["params"].get(by) for j in jobs}
     fits = fit_rows(jobs)
-    fixed = [o for o in shared if not is_sweep(o.partition("=")[2]) and not o.startswith("hydra")]
     columns = [by, "params", "trained", "gflop_per_iter", *STATS]
     rows = []
     for value in values:
-        params, trained, gflop = flops_per_iter([f"{by}={value}", f"image={format_value(images[0])}", *QUIET, *fixed])
+        params, trained, gflop = sizes[value]
         mine = [r for r in fits if value_of.get(r.job) == value]
         g = next(iter(tables.group_table(mine, "psnr_best", pooled=True)), {})
         rows.append({by: value, "params": params, "trained": trained, "gflop_per_iter": round(gflop, 3),

@@ -29,7 +29,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dip_lightning.io import IMAGE_EXT, load_image
-from dip_lightning.multirun import launch
+from dip_lightning.multirun import launch, record_command
 from dip_lightning.overrides import QUIET, format_value, subdir_of, swept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     # what the paper's average is over: its images (a folder may hold some of them), else the folder's
     every = sorted(set(suite.get("paper") or {}) | {p.stem for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT})
+    record_command(work, "reproduce.py", sys.argv[1:] if argv is None else argv)
     (work / "suite.json").write_text(json.dumps({**suite, "quick": args.quick, "images": every}, indent=2) + "\n")
     resize = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("resize=")), "64" if args.quick else None)
     shape = lambda p: load_image(p, None if resize in (None, "null") else int(resize)).shape  # noqa: E731
@@ -116,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "scripts"))
     from collect import collect
 
-    text = collect(work)
-    if args.quick:
-        text = f"**{args.suite}, --quick: shrunk images and iterations — NOT comparable to the paper.**\n\n" + text
+    text = collect(work)  # a --quick suite's report says it is not comparable (suite.json's "quick")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

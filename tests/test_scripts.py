@@ -54,7 +54,7 @@ def metrics_of(work: Path) -> dict[tuple[str, int], dict]:
 
 
 def groups_csv(work: Path) -> list[dict]:
-    return list(csv.DictReader(open(work / "groups.csv")))
+    return list(csv.DictReader(open(work / "summary.csv")))
 
 
 def test_quick_suite_on_two_joblib_workers_with_two_seeds_and_its_report(data_dir, tmp_path):
@@ -88,8 +88,15 @@ def test_quick_suite_on_two_joblib_workers_with_two_seeds_and_its_report(data_di
     assert int(group["n"]) == 6
     text = (tmp_path / "table.md").read_text()
     assert "NOT comparable" in text and "| all | **average** |" in text
-    for name in ("summary.md", "summary.csv", "curves.png", "grid.png", "report.html"):
+    for name in ("summary.md", "summary.csv", "jobs.csv", "curves.png", "grid.png", "report.html"):
         assert (work / name).is_file(), name
+    summary = (work / "summary.md").read_text()
+    assert "NOT comparable" in summary and "covers 3 of the suite's 5 images" in summary
+    for image in ("butterfly", "woman"):  # in the suite, not in the data: listed, not averaged
+        assert all(f"| — | {image} | {s} | missing |" in summary for s in (0, 1)), image
+    page = (work / "report.html").read_text()
+    assert "python scripts/reproduce.py --suite sr-set5-x4" in page and "dip-restore -m" in page
+    assert "package torch" in page and "Environment" in page
 
 
 def test_a_second_launch_runs_no_completed_job(data_dir, tmp_path):
@@ -224,7 +231,7 @@ def test_sr_evaluation_region_is_the_original_scripts(tmp_path):
     job = work / "odd" / "seed=0"
     gt = np.asarray(Image.open(job / "ground_truth.png"))
     assert gt.shape == (64, 64, 3) and np.array_equal(gt, ref)
-    restored = torch.from_numpy(np.asarray(Image.open(job / "restored.png"))).permute(2, 0, 1).float() / 255
+    restored = torch.from_numpy(np.array(Image.open(job / "restored.png"))).permute(2, 0, 1).float() / 255
     truth = torch.from_numpy(ref.copy()).permute(2, 0, 1).float() / 255
     m = json.loads((job / "metrics.json").read_text())
     assert m["psnr_eval"] == pytest.approx(psnr_y_shaved(restored, truth), abs=0.01)
@@ -256,7 +263,7 @@ def test_reproduce_needs_the_suite_folder(tmp_path, capsys):
     assert "inpainting11/" in capsys.readouterr().err
 
 
-def test_compare_two_nets_two_seeds_two_images(tmp_path):
+def test_compare_two_nets_two_seeds_two_images(wandb_offline, tmp_path):
     """8 jobs in one multirun; the report groups them by net: 2 rows with n = 4; report.html holds
     nothing from outside itself."""
     for i in range(2):
@@ -266,6 +273,7 @@ def test_compare_two_nets_two_seeds_two_images(tmp_path):
     assert cmp.main(["--out", str(out), "net=skip,resnet", "seed=0,1", f"image={tmp_path / 'imgs'}", "iters=3",
                      "input.depth=4", "threads=1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]) == 0
     assert len(list(out.rglob("metrics.json"))) == 8
+    assert not list(tmp_path.rglob("offline-run-*")) and not list(tmp_path.rglob("*.wandb"))  # W&B offline: no run
     groups = [r for r in groups_csv(out) if r["kind"] == "group"]
     assert sorted(r["group"] for r in groups) == ["net=resnet", "net=skip"]
     assert all(int(r["n"]) == 4 for r in groups)
@@ -282,6 +290,16 @@ def test_compare_two_nets_two_seeds_two_images(tmp_path):
     for ref in ("http:", "https:", "href=", "file:", "url("):
         assert ref not in page, ref
     assert all(src.startswith("data:") for src in page.split("src='")[1:])
+
+
+def test_compare_stops_on_a_bad_setting_before_any_job_runs(tmp_path, capsys):
+    """A setting that cannot run (SGLD's burn-in beyond iters) is one error line, before the multirun."""
+    out = tmp_path / "cmp"
+    rc = load("compare").main(["--out", str(out), "experiment=method_dip,method_sgld", "seed=0", "image=camera",
+                               "resize=32", "iters=10", "threads=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "experiment=method_sgld" in err and "method.burn_in" in err and "Traceback" not in err
+    assert not list(out.rglob("metrics.json"))
 
 
 def test_compare_a_folder_of_one_image_and_packed_jobs(tmp_path):

@@ -102,11 +102,11 @@ def load_collect():
 
 
 def summary_rows(sweep: Path) -> list[dict]:
-    """collect.py's table (in process), read back from summary.csv."""
+    """collect.py's table (in process), read back from jobs.csv."""
     load_collect().collect(sweep)
-    for name in ("summary.csv", "summary.md", "summary.png"):
+    for name in ("jobs.csv", "summary.md", "summary.png"):
         assert (sweep / name).is_file(), name
-    with open(sweep / "summary.csv") as f:
+    with open(sweep / "jobs.csv") as f:
         return list(csv.DictReader(f))
 
 
@@ -129,7 +129,7 @@ def check_wandb_sweep(sweep: Path, cli: bool) -> list[Path]:
     else:
         text = load_collect().collect(sweep)
     assert "| job | status | optim.lr | seed | psnr_best |" in text, text
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    rows = list(csv.DictReader(open(sweep / "jobs.csv")))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     psnrs = [float(r["psnr_best"]) for r in rows]
     assert psnrs == sorted(psnrs, reverse=True)
@@ -143,7 +143,7 @@ def test_basic_multirun_gives_each_job_its_folder_wandb_run_and_row(wandb_offlin
     sweep = wandb_offline / "sweep"
     multirun(shrink(readme_sweep("dip-restore -m optim.lr"), image_file(16, 16, 3), jobs=4) + ["logger=wandb"], sweep)
     check_wandb_sweep(sweep, cli=True)
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    rows = list(csv.DictReader(open(sweep / "jobs.csv")))
     assert {(float(r["optim.lr"]), int(r["seed"])) for r in rows} == {(1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)}
 
 
@@ -327,7 +327,7 @@ def test_collect_finds_nested_jobs_skips_hidden_folders_and_lists_missing_ones(t
     (sweep / ".submitit" / "1").mkdir(parents=True)
     (sweep / ".submitit" / "1" / "metrics.json").write_text(json.dumps({"status": "completed", "psnr_best": 99}))
     text = load_collect().collect(sweep)
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    rows = list(csv.DictReader(open(sweep / "jobs.csv")))
     assert [r["psnr_best"] for r in rows] == ["24.0", "23.0", "21.0", "20.0", ""]
     assert rows[-1]["status"] == "missing" and rows[0]["job"] == "optim.lr=0.01/seed=0"
     assert list(rows[0])[:5] == ["job", "status", "optim.lr", "seed", "psnr_best"]

@@ -79,8 +79,10 @@ def test_hydra_multirun_gives_each_job_its_own_wandb_run(wandb_offline, image_fi
         assert json.loads((j / "metrics.json").read_text())["iters_done"] == 3
 
 
-def test_collect_logs_the_group_table_to_wandb_when_the_sweep_did(wandb_offline):
-    """A sweep whose jobs logged to W&B gets its report's group table as a wandb.Table (offline)."""
+@pytest.mark.parametrize("images", [False, True], ids=["one-image", "two-images"])
+def test_collect_logs_the_group_table_to_wandb_when_the_sweep_did(wandb_offline, images):
+    """A sweep whose jobs logged to W&B gets its report's group table as a wandb.Table (offline),
+    and its per-image table too when the images vary."""
     import importlib.util
     import json
 
@@ -90,7 +92,8 @@ def test_collect_logs_the_group_table_to_wandb_when_the_sweep_did(wandb_offline)
     for i, (lr, seed, value) in enumerate([(0.01, 0, 20.0), (0.01, 1, 21.0), (0.1, 0, 18.0)]):
         job = sweep / str(i)
         (job / ".hydra").mkdir(parents=True)
-        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"optim.lr={lr}", f"seed={seed}"]))
+        image = [f"image=im{i % 2}.png"] if images else []
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"optim.lr={lr}", f"seed={seed}", *image]))
         (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
             {"logger": {"_target_": "pytorch_lightning.loggers.WandbLogger"}}))
         (job / "metrics.json").write_text(json.dumps({"status": "completed", "psnr_best": value, "seed": seed}))
@@ -100,9 +103,14 @@ def test_collect_logs_the_group_table_to_wandb_when_the_sweep_did(wandb_offline)
     collect.collect(sweep)
     runs = offline_runs(sweep)
     assert len(runs) == 1
-    tables = list(runs[0].rglob("*.table.json"))
-    assert tables, list(runs[0].rglob("*"))
-    data = json.loads(tables[0].read_text())
+    tables = {p.name.split("_")[0]: p for p in runs[0].rglob("*.table.json")}
+    assert sorted(tables) == (["per", "summary"] if images else ["summary"]), list(runs[0].rglob("*"))
+    if images:
+        per_image = json.loads(tables["per"].read_text())
+        assert {(r[0], r[1]) for r in per_image["data"]} == {
+            ("optim.lr=0.01", "im0"), ("optim.lr=0.01", "im1"), ("optim.lr=0.01", "average"),
+            ("optim.lr=0.1", "im0"), ("optim.lr=0.1", "average")}
+    data = json.loads(tables["summary"].read_text())
     assert sorted(r[0] for r in data["data"]) == ["optim.lr=0.01", "optim.lr=0.1"]
     n = {r[0]: r[1] for r in data["data"]}
     assert n == {"optim.lr=0.01": 2, "optim.lr=0.1": 1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,32 +43,57 @@ def curve_key(rows: list[FitRow], eval_output: str | None) -> str:
     return "psnr_ema/gt" if eval_output == "ema" else "psnr/gt"
 
 
+def _nan(reduce, a: np.ndarray) -> np.ndarray:
+    """``reduce`` (np.nanmean, …) over axis 0, NaN where a column is all NaN, without the warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return reduce(a, 0)
+
+
+def seed_curves(members: list[FitRow], key: str) -> tuple[list[float], list, np.ndarray] | None:
+    """The fits' ``key`` curves as (steps, seeds, curves): one row per seed, its mean over the
+    seed's images (an early-stopped fit's curve is shorter: NaN after its end); None without curves."""
+    read = [(r.seed, read_curves(r.dir)) for r in members]
+    read = [(seed, c) for seed, c in read if c.get(key)]
+    if not read:
+        return None
+    steps = max((c for _, c in read), key=lambda c: len(c[key]))["step"]
+    curves = [(seed, c[key]) for seed, c in read]
+    seeds = sorted({seed for seed, _ in curves}, key=lambda s: (s is None, s or 0))
+    ys = np.full((len(seeds), len(steps)), np.nan)
+    for row, seed in zip(ys, seeds):
+        mine = [c for s, c in curves if s == seed]
+        lines = np.full((len(mine), len(steps)), np.nan)
+        for line, c in zip(lines, mine):
+            line[:len(c)] = c
+        row[:] = _nan(np.nanmean, lines)
+    return steps, seeds, ys
+
+
 def plot_curves(rows: list[FitRow], metric: str, path: Path, eval_output: str | None = None) -> bool:
-    """curves.png: per group the mean curve over its fits and a min–max band; False if no curves."""
+    """curves.png: per group the mean curve and a min–max band over its seeds, where a seed's curve
+    is its mean over the group's images (``seed_curves``: the band is the seeds' spread, not the
+    images'); False if no fit has curves."""
     key = curve_key(rows, eval_output)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=100)
     drawn = 0
     for i, (label, members) in enumerate(groups_of(counted(rows, metric)).items()):
-        curves = [read_curves(r.dir) for r in members]
-        curves = [c for c in curves if c.get(key)]
-        if not curves:
+        found = seed_curves(members, key)
+        if found is None:
             continue
-        longest = max(curves, key=lambda c: len(c[key]))  # an early-stopped fit's curve is shorter: NaN after
-        steps = longest["step"]
-        ys = np.full((len(curves), len(steps)), np.nan)
-        for row, c in zip(ys, curves):
-            row[:len(c[key])] = c[key]
+        steps, seeds, ys = found
         color = f"C{i % 10}"
-        ax.plot(steps, np.nanmean(ys, 0), color=color, label=f"{label} (n={len(curves)})")
-        ax.fill_between(steps, np.nanmin(ys, 0), np.nanmax(ys, 0), color=color, alpha=0.2, lw=0)
+        images = len({r.image for r in members})
+        ax.plot(steps, _nan(np.nanmean, ys), color=color, label=f"{label} ({len(seeds)} seeds × {images} images)")
+        ax.fill_between(steps, _nan(np.nanmin, ys), _nan(np.nanmax, ys), color=color, alpha=0.2, lw=0)
         drawn += 1
     if not drawn:
         plt.close(fig)
         return False
     ax.set_xlabel("step")
     ax.set_ylabel(f"{key} (dB)")
-    ax.set_title("mean over seeds and images, band: min–max")
+    ax.set_title("mean over seeds of each seed's mean over the images; band: min–max over seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -86,13 +112,19 @@ def _load(path: Path) -> np.ndarray | None:
 
 
 def plot_grid(rows: list[FitRow], metric: str, path: Path, eval_output: str | None = None,
-              max_images: int = 8, max_groups: int = 6) -> bool:
+              max_images: int = 8, max_groups: int = 6) -> str:
     """grid.png: per image (row) the observation, each group's scored image of its first seed and
-    the ground truth, titled with the metric; False when no fit left images."""
-    groups = list(groups_of(counted(rows, metric)).items())[:max_groups]
-    images = sorted({r.image for _, m in groups for r in m}, key=natural_key)[:max_images]
+    the ground truth, titled with the metric. Returns what it shows ("5 images × 2 groups", and
+    "the first 8 of 24 images" when cut to ``max_images`` / ``max_groups``); "" when no fit left images."""
+    every = list(groups_of(counted(rows, metric)).items())
+    groups = every[:max_groups]
+    all_images = sorted({r.image for _, m in groups for r in m}, key=natural_key)
+    images = all_images[:max_images]
     if not images:
-        return False
+        return ""
+    shown = (f"the first {len(images)} of {len(all_images)} images" if len(images) < len(all_images)
+             else f"{len(images)} images") + " × " + (
+        f"the first {len(groups)} of {len(every)} groups" if len(groups) < len(every) else f"{len(groups)} groups")
     name = SCORED.get(eval_output or "final", "restored.png")
     plt = _pyplot()
     cols = 2 + len(groups)
@@ -112,10 +144,12 @@ def plot_grid(rows: list[FitRow], metric: str, path: Path, eval_output: str | No
                 ax.imshow(a, interpolation="nearest")
             ax.set_title(f"{image}: {title}" if j == 0 else title, fontsize=7)
             ax.set_axis_off()
+    if len(images) < len(all_images) or len(groups) < len(every):
+        fig.suptitle(f"{shown} (the tables have them all)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    return True
+    return shown
 
 
 def plot_metric(jobs: list[dict], swept: list[str], metric: str, ascending: bool, path: Path, top: int) -> None:

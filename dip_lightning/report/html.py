@@ -13,13 +13,18 @@ import yaml
 
 
 def command_line(sweep: Path) -> str:
-    """The sweep's command: ``.hydra/multirun.yaml``'s overrides at the sweep root (any launcher),
+    """The sweep's command: the script's (``command.txt``, written by reproduce.py and compare.py)
+    and the multirun it launched (``multirun.yaml``'s overrides at the sweep root, any launcher),
     else the first job's recorded argv."""
+    typed = (sweep / "command.txt").read_text().strip() if (sweep / "command.txt").is_file() else ""
     multirun = sweep / "multirun.yaml"
     if multirun.is_file():
         cfg = yaml.safe_load(multirun.read_text()) or {}
         task = ((cfg.get("hydra") or {}).get("overrides") or {}).get("task") or []
-        return "dip-restore -m " + " ".join(str(t) for t in task)
+        inner = "dip-restore -m " + " ".join(str(t) for t in task)
+        return f"{typed}\n\nwhich launched:\n{inner}" if typed else inner
+    if typed:
+        return typed
     for env in sorted(sweep.rglob("environment.json")):
         return " ".join(json.loads(env.read_text()).get("argv") or [])
     return ""
@@ -80,14 +85,15 @@ def uses_wandb(sweep: Path) -> bool:
     return False
 
 
-def log_wandb_table(sweep: Path, columns: list[str], data: list[list]) -> None:
-    """The summary as a ``wandb.Table`` in a run of its own (offline unless WANDB_MODE says otherwise),
-    grouped with the sweep's jobs; always finished."""
+def log_wandb_tables(sweep: Path, tables: dict[str, tuple[list[str], list[list]]]) -> None:
+    """The report's tables ({key: (columns, rows)}) as ``wandb.Table``s in a run of its own (offline
+    unless WANDB_MODE says otherwise), grouped with the sweep's jobs; always finished."""
     import wandb
 
     run = wandb.init(project="dip_lightning", group=sweep.name, name=f"report-{sweep.name}", dir=str(sweep),
                      mode=os.environ.get("WANDB_MODE", "offline"), job_type="report")
     try:
-        run.log({"summary": wandb.Table(columns=columns, data=[list(r) for r in data], allow_mixed_types=True)})
+        run.log({key: wandb.Table(columns=cols, data=[list(r) for r in data], allow_mixed_types=True)
+                 for key, (cols, data) in tables.items()})
     finally:
         wandb.finish()

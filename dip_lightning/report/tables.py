@@ -99,11 +99,30 @@ def image_table(rows: list[FitRow], metric: str, paper: dict | None = None,
         spread = stat(full)
         avg = statistics.fmean(means)
         pa = number(paper_average)
-        if images is not None and not set(images) <= set(by_image):  # a subset (--limit, failed images)
+        subset = images is not None and not set(images) <= set(by_image)  # --limit, failed or missing images
+        if subset:
             have = [number(paper.get(i)) for i in by_image]
             pa = statistics.fmean(have) if have and None not in have else None
         out.append({"group": label, "image": "average", "n": spread.n, "mean": avg, "std": spread.std,
-                    "paper": pa, "delta": None if pa is None else avg - pa})
+                    "paper": pa, "delta": None if pa is None else avg - pa,
+                    "covers": (len(set(by_image) & set(images)), len(set(images))) if subset else None})
+    return out
+
+
+def missing_rows(rows: list[FitRow], images: list[str] | None) -> list[FitRow]:
+    """The fits a suite expects but no job folder holds: per group, each of the suite's ``images``
+    × each seed the group ran (a job never launched: a cut SLURM array, ``--limit``, a folder
+    without the image), as rows of status ``missing`` for the "not counted" list."""
+    if not images:
+        return []
+    out = []
+    for label, members in groups_of(rows).items():
+        have = {(r.image, r.seed) for r in members}
+        seeds = sorted({r.seed for r in members}, key=lambda s: (s is None, s or 0))
+        for image in sorted(set(images), key=natural_key):
+            out += [FitRow("—", members[0].dir, "missing", members[0].group, image, seed,
+                           {"reason": "no job of the sweep ran this image and seed"})
+                    for seed in seeds if (image, seed) not in have]
     return out
 
 
@@ -134,6 +153,12 @@ def image_markdown(table: list[dict], metric: str, with_paper: bool) -> str:
         if with_paper:
             cells += [_f(r["paper"]), "—" if r["delta"] is None else f"{r['delta']:+.2f}"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    for r in table:
+        if r["image"] == "average" and r.get("covers"):
+            have, total = r["covers"]
+            lines += ["", f"{r['group']}: the average covers {have} of the suite's {total} images"
+                      + ("; its paper value is the paper's mean over those." if with_paper and r["paper"] is not None
+                         else ".")]
     return "\n".join(lines)
 
 
