@@ -99,6 +99,27 @@ def test_quick_suite_on_two_joblib_workers_with_two_seeds_and_its_report(data_di
     assert "package torch" in page and "Environment" in page
 
 
+@pytest.mark.parametrize("launcher", ["gpus", "submitit_local"])
+def test_a_suite_runs_on_the_gpus_and_submitit_launchers(launcher, data_dir, tmp_path, monkeypatch):
+    """The same quick suite through the one-job-per-GPU launcher (2 fake GPUs) and submitit's local
+    executor (SLURM's plugin, one process per job): every job completes and the report has it."""
+    monkeypatch.setenv("DIP_FAKE_GPUS", "2")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    extra = ["hydra.launcher.timeout_min=10"] if launcher == "submitit_local" else []
+    work = tmp_path / "work"
+    assert load("reproduce").main(["--suite", "sr-set5-x4", "--data", str(data_dir), "--quick", "--work", str(work),
+                                   "--limit", "2", *TINY, f"hydra/launcher={launcher}", *extra]) == 0
+    jobs = metrics_of(work)
+    assert set(jobs) == {("baby", 0), ("bird", 0)} and all(m["status"] == "completed" for m in jobs.values())
+    if launcher == "gpus":
+        slots = [json.loads(p.read_text())["slot"] for p in work.rglob("gpu_slot.json")]
+        assert len(slots) == 2 and set(slots) <= {0, 1}
+    else:
+        assert (work / ".submitit").is_dir()
+    per_image = {r["image"]: float(r["mean"]) for r in groups_csv(work) if r["kind"] == "image"}
+    assert per_image == pytest.approx({i: jobs[(i, 0)]["psnr_eval"] for i in ("baby", "bird")}, abs=1e-9)
+
+
 def test_a_second_launch_runs_no_completed_job(data_dir, tmp_path):
     rep = load("reproduce")
     work = tmp_path / "work"
