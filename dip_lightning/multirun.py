@@ -50,8 +50,10 @@ def kill_group(pgid: int, signum: int) -> None:
 
 
 def record_command(folder: Path, script: str, argv: list[str]) -> None:
-    """Write the script's command line to ``folder/command.txt`` (the report shows it)."""
-    (folder / "command.txt").write_text("python scripts/" + script + " " + shlex.join(argv) + "\n")
+    """Add the script's command line to ``folder/command.txt``, one line per launch into the folder
+    (a resumed sweep's report shows every command that ran in it)."""
+    with open(folder / "command.txt", "a") as f:
+        f.write("python scripts/" + script + " " + shlex.join(argv) + "\n")
 
 
 def launch(overrides: list[str]) -> int:

@@ -96,11 +96,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             sizes[value] = flops_per_iter([f"{by}={value}", f"image={format_value(images[0])}", *QUIET, *fixed])
         except Exception as exc:
+            from hydra.errors import HydraException
+
             from dip_lightning.cli import USER_ERRORS, user_error
 
-            if not isinstance(user_error(exc), USER_ERRORS):
+            if isinstance(exc, HydraException):  # a misspelt name or key: Hydra's message says which
+                why = exc
+            elif isinstance(user_error(exc), USER_ERRORS):
+                why = user_error(exc)
+            else:
                 raise
-            print(f"error: {by}={value}: {user_error(exc)}", file=sys.stderr)
+            print(f"error: {by}={value}: " + " ".join(str(why).split("Config search path")[0].split()), file=sys.stderr)
             return 2
     rc = launch(ov)
     if rc:

@@ -96,7 +96,7 @@ def test_quick_suite_on_two_joblib_workers_with_two_seeds_and_its_report(data_di
         assert all(f"| — | {image} | {s} | missing |" in summary for s in (0, 1)), image
     page = (work / "report.html").read_text()
     assert "python scripts/reproduce.py --suite sr-set5-x4" in page and "dip-restore -m" in page
-    assert "package torch" in page and "Environment" in page
+    assert "package torch" in page and "Environment" in page and "covers 3 of the suite&#x27;s 5 images" in page
 
 
 @pytest.mark.parametrize("launcher", ["gpus", "submitit_local"])
@@ -313,13 +313,18 @@ def test_compare_two_nets_two_seeds_two_images(wandb_offline, tmp_path):
     assert all(src.startswith("data:") for src in page.split("src='")[1:])
 
 
-def test_compare_stops_on_a_bad_setting_before_any_job_runs(tmp_path, capsys):
-    """A setting that cannot run (SGLD's burn-in beyond iters) is one error line, before the multirun."""
+@pytest.mark.parametrize("bad, says", [
+    (["experiment=method_dip,method_sgld"], ["experiment=method_sgld", "method.burn_in"]),  # burn-in beyond iters
+    (["net=skip,skp"], ["net=skp", "skp"]),  # a misspelt net
+    (["net=skip", "net.bogus=1"], ["net=skip", "bogus"]),  # a key the config does not have
+], ids=["sgld-burn-in", "net-name", "net-key"])
+def test_compare_stops_on_a_bad_setting_before_any_job_runs(tmp_path, capsys, bad, says):
+    """A setting that cannot run is one error line that names it, before the multirun starts."""
     out = tmp_path / "cmp"
-    rc = load("compare").main(["--out", str(out), "experiment=method_dip,method_sgld", "seed=0", "image=camera",
-                               "resize=32", "iters=10", "threads=1"])
+    rc = load("compare").main(["--out", str(out), *bad, "seed=0", "image=camera", "resize=32", "iters=10",
+                               "threads=1"])
     err = capsys.readouterr().err
-    assert rc == 2 and "experiment=method_sgld" in err and "method.burn_in" in err and "Traceback" not in err
+    assert rc == 2 and all(s in err for s in says) and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not list(out.rglob("metrics.json"))
 
 

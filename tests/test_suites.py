@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from dip_lightning.report import tables
-from dip_lightning.report.jobs import FitRow
+from dip_lightning.report.jobs import FitRow, fit_rows
 from dip_lightning.run import run
 from conftest import QUIET, TINY_NET
 
@@ -58,6 +58,15 @@ def test_a_suites_images_that_no_job_ran_are_listed_not_averaged(tmp_path):
     assert avg["covers"] == (2, 3)
     assert "covers 2 of the suite's 3 images" in tables.image_markdown(table, "psnr_eval", True)
     assert tables.missing_rows(rows, None) == [] and tables.missing_rows(rows, ["a", "b"]) == []
+
+
+def test_a_packed_job_that_failed_counts_each_of_its_images_as_failed(tmp_path):
+    """No fit_metrics (it failed before writing them): a failed row per packed image, none missing."""
+    job = {"job": "0", "dir": tmp_path, "status": "failed", "metrics": {"status": "failed", "reason": "boom"},
+           "params": {"pack_images": f"[{tmp_path}/a.png,'{tmp_path}/b c.png']", "seed": "3"}}
+    rows = fit_rows([job])
+    assert [(r.image, r.seed, r.status) for r in rows] == [("a", 3, "failed"), ("b c", 3, "failed")]
+    assert tables.missing_rows(rows, ["a", "b c"]) == []
 
 
 def test_curves_band_is_over_seeds(tmp_path):

@@ -105,8 +105,11 @@ class EarlyStopping(pl.Callback):
     def on_train_start(self, trainer, module) -> None:
         """Size the statistics for the module's fits; after a resume move them to its device."""
         k = getattr(module, "fits", 1)
+        self.tracker.fits = k  # also after a resume, whose state_dict restored ``detected`` (K long)
         if len(self.detected) != k:
-            self.tracker.fits, self.detected = k, [None] * k
+            self.detected = [None] * k
+        if self.detected and all(d is not None for d in self.detected):
+            self.tracker.state = {}  # a checkpoint written after detection by an older version kept it
         dev = module.device
         self.tracker.state = {key: v.to(dev) for key, v in self.tracker.state.items()}
         for name in ("best_var", "best_step", "image"):

@@ -61,8 +61,9 @@ def write_html(path: Path, title: str, sections: list[tuple[str, str]], images: 
         if not md:
             continue
         parts.append(f"<h2>{html.escape(heading)}</h2>")
-        parts.append(_md_table_to_html(md) if md.lstrip().startswith("|") or "\n|" in md else
-                     f"<p>{html.escape(md)}</p>")
+        for block in md.strip().split("\n\n"):  # tables and the lines around them
+            parts.append(_md_table_to_html(block) if block.lstrip().startswith("|") else
+                         f"<p>{html.escape(block.replace('**', ''))}</p>")
     for caption, png in images:
         if png.is_file():
             data = base64.b64encode(png.read_bytes()).decode("ascii")

@@ -99,15 +99,28 @@ def group_keys(jobs: list[dict]) -> list[str]:
     return [k for k in varying if k not in WITHIN_GROUP and not k.startswith(NOT_PARAMS)]
 
 
+def packed_images(value: str | None) -> list[str]:
+    """The images of a ``pack_images=[a,b,…]`` override's value ([] for none or null)."""
+    if not value or value == "null":
+        return []
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_override(f"pack_images={value}").value()
+    return [str(v) for v in parsed] if isinstance(parsed, list) else []
+
+
 def fit_rows(jobs: list[dict]) -> list[FitRow]:
-    """Every fit of every job (a packed job's fits from its ``fit_metrics``), with its group."""
+    """Every fit of every job (a packed job's fits from its ``fit_metrics``; one that failed before
+    writing them: a row per packed image, with its status), with its group."""
     keys = group_keys(jobs)
     rows = []
     for j in jobs:
         group = tuple((k, j["params"].get(k, "")) for k in keys)
-        fits = j["metrics"].get("fit_metrics") or [j["metrics"]]
+        packed = j["metrics"].get("fit_metrics")
+        fits = packed or [{**j["metrics"], "image": image_name(p)}
+                          for p in packed_images(j["params"].get("pack_images"))] or [j["metrics"]]
         for i, m in enumerate(fits):
-            d = j["dir"] / f"fit{i}" if j["metrics"].get("fit_metrics") else j["dir"]
+            d = j["dir"] / f"fit{i}" if packed else j["dir"]
             img = m.get("image") or image_name(j["params"].get("image") or "?")
             seed = m.get("seed", number(j["params"].get("seed")))
             rows.append(FitRow(j["job"], d, m.get("status") or j["status"], group, image_name(img),
