@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dip_lightning.report.jobs import FitRow, natural_key, number
+from dip_lightning.report.jobs import FitRow, natural_key, number, seed_key
 from dip_lightning.report.tables import counted, groups_of
 
 #: the image a fit is scored on, by ``eval_output``
@@ -53,13 +53,12 @@ def _nan(reduce, a: np.ndarray) -> np.ndarray:
 def seed_curves(members: list[FitRow], key: str) -> tuple[list[float], list, np.ndarray] | None:
     """The fits' ``key`` curves as (steps, seeds, curves): one row per seed, its mean over the
     seed's images (an early-stopped fit's curve is shorter: NaN after its end); None without curves."""
-    read = [(r.seed, read_curves(r.dir)) for r in members]
-    read = [(seed, c) for seed, c in read if c.get(key)]
+    read = [(r.seed, c) for r in members if (c := read_curves(r.dir)).get(key)]
     if not read:
         return None
     steps = max((c for _, c in read), key=lambda c: len(c[key]))["step"]
     curves = [(seed, c[key]) for seed, c in read]
-    seeds = sorted({seed for seed, _ in curves}, key=lambda s: (s is None, s or 0))
+    seeds = sorted({seed for seed, _ in curves}, key=seed_key)
     ys = np.full((len(seeds), len(steps)), np.nan)
     for row, seed in zip(ys, seeds):
         mine = [c for s, c in curves if s == seed]
@@ -130,7 +129,7 @@ def plot_grid(rows: list[FitRow], metric: str, path: Path, eval_output: str | No
     cols = 2 + len(groups)
     fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.3 * len(images)), dpi=100, squeeze=False)
     for i, image in enumerate(images):
-        first = {label: min((r for r in m if r.image == image), key=lambda r: (r.seed is None, r.seed or 0),
+        first = {label: min((r for r in m if r.image == image), key=lambda r: seed_key(r.seed),
                             default=None) for label, m in groups}
         any_fit = next((r for r in first.values() if r is not None), None)
         panels = [("observation", _load(any_fit.dir / "observed.png") if any_fit else None)]

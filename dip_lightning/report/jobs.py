@@ -29,6 +29,11 @@ def natural_key(path: Path | str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
+def seed_key(seed: int | None) -> tuple[bool, int]:
+    """Sort seeds ascending, a fit without one last."""
+    return seed is None, seed or 0
+
+
 def number(value) -> float | None:
     """A finite float, or None."""
     if isinstance(value, bool) or value is None:

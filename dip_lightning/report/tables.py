@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from dip_lightning.report.jobs import FitRow, natural_key, number
+from dip_lightning.report.jobs import FitRow, natural_key, number, seed_key
 
 
 @dataclass
@@ -118,7 +118,7 @@ def missing_rows(rows: list[FitRow], images: list[str] | None) -> list[FitRow]:
     out = []
     for label, members in groups_of(rows).items():
         have = {(r.image, r.seed) for r in members}
-        seeds = sorted({r.seed for r in members}, key=lambda s: (s is None, s or 0))
+        seeds = sorted({r.seed for r in members}, key=seed_key)
         for image in sorted(set(images), key=natural_key):
             out += [FitRow("—", members[0].dir, "missing", members[0].group, image, seed,
                            {"reason": "no job of the sweep ran this image and seed"})
