@@ -30,8 +30,8 @@ def state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     params = parameters(optimizer)
     out = [p.data for p in params]
     for p in params:
-        for v in optimizer.state.get(p, {}).values():
-            if torch.is_tensor(v) and v.shape == p.shape:
+        for key, v in optimizer.state.get(p, {}).items():
+            if key != "step" and torch.is_tensor(v) and v.shape == p.shape:
                 out.append(v)
     return out
 
@@ -78,9 +78,9 @@ class Backtracker:
         ``sync_free`` None: on any device but the CPU.
 
         The first optimiser step creates the moments; before it they were zero and the step count
-        0, so the snapshot of that state holds zeros for them. The step counters are one per
-        parameter, shared by packed fits: they go back when every fit is restored (so one fit's
-        restore is exact; in a pack where some fits go on, the count goes on too)."""
+        0, so the snapshot of that state holds zeros for them. A step counter of length K
+        (``dip_lightning.packed_adam``) goes back per fit; a shared one (one per tensor) goes back
+        when every fit is restored."""
         params, tensors, steps = parameters(optimizer), state_tensors(optimizer), step_counts(optimizer)
         if self.snapshot is None:
             self.snapshot = [t.detach().clone() for t in tensors]
@@ -116,14 +116,15 @@ class Backtracker:
         return ~good
 
     def _restore_steps(self, good: torch.Tensor, steps: list[torch.Tensor]) -> None:
-        """Step counters back where every fit is restored; then snapshot them (few, 0-d: per tensor)."""
+        """Step counters back: per fit for a length-K counter, else where every fit is restored;
+        then snapshot them (few and small: per tensor)."""
         if not steps:
             return
-        all_bad = ~good.any()
+        any_good = good.any()
         for c, saved in zip(steps, self.steps):
-            if c.device != all_bad.device:  # counters on the host, good on the GPU (optim.fused=false):
+            if c.device != any_good.device:  # counters on the host, good on the GPU (optim.fused=false):
                 continue  # reading good would sync every step; the count goes on
-            c.copy_(torch.where(all_bad, saved, c))
+            c.copy_(torch.where(good if c.shape == good.shape else any_good, c, saved))
             saved.copy_(c)
 
     def _update_flat(self, good: torch.Tensor, tensors: list[torch.Tensor], params: list[torch.Tensor]) -> bool:

@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dip_lightning import gpu_slots, job_lock, resume
+from dip_lightning.multirun import stop_with_parent
 from dip_lightning.outputs import write_json
 from dip_lightning.overrides import NOT_COMPUTED, image_name
 from dip_lightning.run import run
@@ -82,6 +83,8 @@ def completed_metrics(out_dir: Path, overrides: list[str]) -> dict | None:
 
 GPU_LAUNCHER = "gpus"  # hydra/launcher=gpus: each worker claims one GPU slot
 POOL_LAUNCHERS = ("joblib", GPU_LAUNCHER)  # jobs run in reused worker processes
+#: launchers whose jobs run in processes that the multirun itself spawns: a job there stops when the multirun dies
+SPAWNED_BY_MULTIRUN = (*POOL_LAUNCHERS, "submitit_local")
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,8 @@ def job(cfg: DictConfig, out_dir: Path, hc, launcher: str | None, slot: tuple | 
     ``launcher``: the multirun's (None for a single run)."""
     multirun, overrides = launcher is not None, list(hc.overrides.task)
     started = time.time()
+    if launcher in SPAWNED_BY_MULTIRUN:  # a multirun killed outright (SIGKILL, OOM) leaves no job running
+        stop_with_parent()
     done = completed_metrics(out_dir, overrides) if cfg.get("skip_completed") else None
     if done is not None:  # a relaunch of the sweep: this job already completed
         log.info("skipped (completed before): %s", out_dir)

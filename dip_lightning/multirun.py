@@ -9,6 +9,13 @@ SIGTERM, which every job handles: it writes ``status: interrupted`` and its work
 script returns once the group is gone (what is left after ``GRACE_S`` is killed); after Ctrl-C it
 then ends by SIGINT, as a shell expects. A kill of the script's own process group no longer
 reaches the sweep: signal the script. Plain Python (no Hydra import).
+
+When the script dies without running a handler (SIGKILL, the OOM killer), the sweep stops all
+the same: the child sends itself SIGTERM when the script dies
+(``stop_with_parent``, started by ``python -m dip_lightning`` from ``PARENT_ENV``), and every job
+of a launcher whose workers the multirun spawns (joblib, gpus, submitit_local) does so when the
+multirun dies (``cli.job``), so the jobs write ``status: interrupted`` and their processes exit
+within seconds.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from pathlib import Path
 
 FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 GRACE_S = 60.0  # for the jobs to write their outputs after a forwarded signal
+PARENT_ENV = "DIP_LIGHTNING_PARENT_PID"  # the script's pid, for the multirun to stop with it
 
 
 def group_alive(pgid: int) -> bool:
@@ -49,6 +57,29 @@ def kill_group(pgid: int, signum: int) -> None:
         pass
 
 
+_watched: set[int] = set()  # the parents this process already watches
+
+
+def stop_with_parent(parent: int | None = None, every_s: float = 0.5) -> None:
+    """Send this process one SIGTERM when its parent (``parent``: the pid it must be, default the
+    current one) dies, however it dies: a daemon thread polls the parent pid. (Linux's parent-death
+    signal fires again at each re-parenting among the dying parent's threads, and a second SIGTERM
+    would kill a job while it writes its outputs.)"""
+    if os.name != "posix":
+        return
+    parent = os.getppid() if parent is None else int(parent)
+    if parent in _watched:
+        return
+    _watched.add(parent)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
+
+
 def record_command(folder: Path, script: str, argv: list[str]) -> None:
     """Add the script's command line to ``folder/command.txt``, one line per launch into the folder
     (a resumed sweep's report shows every command that ran in it)."""
@@ -59,7 +90,7 @@ def record_command(folder: Path, script: str, argv: list[str]) -> None:
 def launch(overrides: list[str]) -> int:
     """Run the multirun with ``overrides`` and return its exit status (128 + N when signal N stopped it)."""
     cmd = [sys.executable, "-m", "dip_lightning", "-m", *overrides]
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1", PARENT_ENV: str(os.getpid())}
     if os.name != "posix":  # no process groups to pass signals on to
         return subprocess.run(cmd, env=env).returncode
     received: list[int] = []

@@ -84,10 +84,12 @@ class Fit:
 
 
 def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, make_input,
-              task: Task | None = None, observation: torch.Tensor | None = None) -> Fit:
+              task: Task | None = None, observation: torch.Tensor | None = None, method=None) -> Fit:
     """Task, net (initialised from ``seed``), observation and input z of one fit, as a lone run makes them.
     ``task`` replaces ``cfg.task``; ``observation`` (1, …) is y as given, of any shape the task
-    takes (no ground truth: e.g. the deepinv reconstructor's measurements)."""
+    takes (no ground truth: e.g. the deepinv reconstructor's measurements). A ``method`` that
+    shapes its own input (``Method.input_depth``; Self-Guided DIP) sets the net's input channels,
+    and z is then zeros of that depth (the method trains its own)."""
     task = instantiate(cfg.task) if task is None else task
     if observation is not None:
         img = observation[0]
@@ -97,27 +99,29 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
     if task.needs_alpha:
         task.alpha = alpha_of(source, image, img)
     torch.manual_seed(seed)  # network initialisation depends on the seed only
-    in_channels = task.input_channels or make_input.depth
     channels = task.net_channels(int(img.shape[0]))
+    own_depth = method.input_depth(channels) if method is not None else None
+    in_channels = own_depth or task.input_channels or make_input.depth
     linear = {"need_sigmoid": False} if task.linear_output and "need_sigmoid" in cfg.net else {}
     net = instantiate(cfg.net, in_channels=in_channels, out_channels=channels, **linear)
     generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # noise / mask, then z
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), observation is not None or bool(cfg.observed),
                            str(cfg.fit_size), generator, getattr(net, "min_size", None))
-    z = task.network_input()
+    z = torch.zeros(1, own_depth, *prob.canvas) if own_depth else task.network_input()
     if z is None:
         z = make_input(*prob.canvas, generator)
     return Fit(seed, str(source), task, net, prob, z, channels)
 
 
 def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input, make_task=None,
-               observations: torch.Tensor | None = None) -> list[Fit]:
+               observations: torch.Tensor | None = None, method=None) -> list[Fit]:
     """K = ``pack`` fits: ``pack_images`` (one image per fit; ``pack`` defaults to their number), each
-    fitted with ``seed`` exactly as its lone run would be; or ``image`` K times with seeds seed,
-    seed+1, … ``observations`` (B, …): one fit per measurement, each with ``seed`` and its own
-    ``make_task()`` (the deepinv reconstructor)."""
+    fitted with ``seed`` exactly as its lone run would be; or ``image`` K times with seeds
+    seed·K … seed·K + K − 1 (the seed's own block of K, so a sweep over ``seed`` never repeats a
+    fit's seed). ``observations`` (B, …): one fit per measurement, each with ``seed`` and its own
+    ``make_task()`` (the deepinv reconstructor). ``method``: the run's DIP variant (``build_fit``)."""
     if observations is not None:
-        fits = [build_fit(cfg, int(cfg.seed), "observation", None, make_input, make_task(), observations[b:b + 1])
+        fits = [build_fit(cfg, int(cfg.seed), "observation", None, make_input, make_task(), observations[b:b + 1], method)
                 for b in range(observations.shape[0])]
         return _same_size(fits)
     k = int(cfg.get("pack") or 1)
@@ -129,8 +133,8 @@ def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input, make_tas
     if images and len(images) != k:
         raise ValueError(f"pack_images has {len(images)} images but pack={k}; give one image per fit")
     seed = int(cfg.seed)
-    fits = [build_fit(cfg, seed if images else seed + i, images[i] if images else cfg.image, image, make_input,
-                      None if make_task is None else make_task()) for i in range(k)]
+    fits = [build_fit(cfg, seed if images else seed * k + i, images[i] if images else cfg.image, image, make_input,
+                      None if make_task is None else make_task(), method=method) for i in range(k)]
     return _same_size(fits)
 
 

@@ -73,7 +73,8 @@ def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | No
     ``cfg.paths.output_dir``. ``make_task`` (a callable) replaces ``cfg.task``; ``observations``
     (B, …) are measurements to fit as given, one fit each (``build_fits``)."""
     out_dir = Path(cfg.paths.output_dir) if out_dir is None else out_dir
-    fits = build_fits(cfg, image, instantiate(cfg.input), make_task, observations)
+    method = instantiate(cfg.method) if cfg.get("method") else None
+    fits = build_fits(cfg, image, instantiate(cfg.input), make_task, observations, method)
     k = len(fits)
     net = pack_nets([f.net for f in fits])
     task = fits[0].task if k == 1 else PackedTask([f.task for f in fits])
@@ -91,7 +92,7 @@ def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | No
         reg_noise_std=float(cfg.reg_noise_std), exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db,
         tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=str(cfg.memory_format),
         fits=k, seeds=[f.seed for f in fits], out_channels=channels,
-        method=instantiate(cfg.method) if cfg.get("method") else None)
+        method=method)
     return Built(module, fits, build_callbacks(cfg, out_dir, k), build_logger(cfg))
 
 

@@ -16,14 +16,15 @@
 # (speedup_vs_eager), and pack=8 at least 4× 8 sequential fits at 128² (pack_speedup).
 set -uo pipefail
 OUT=${OUT:-$(mktemp -d)}
+PY=${PYTHON:-python3}   # the interpreter (the tests pass their own, sys.executable)
 if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
-{ nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } \
+{ nvidia-smi -L; "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } \
   2>&1 | tee "$OUT/gpu.txt"
 
 exec > >(tee -a "$OUT/log.txt") 2>&1
@@ -31,7 +32,7 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 DEVICE=${DIP_CHECK_DEVICE:-cuda}
 BUDGET=${DIP_CHECK_BUDGET_S:-450}   # stop starting new steps after this many seconds
 JSON=$(mktemp -d)
-B=(python3 scripts/benchmark.py --task denoise --net skip --device "$DEVICE" --steps 30 --warmup 10 --repeats 2)
+B=("$PY" scripts/benchmark.py --task denoise --net skip --device "$DEVICE" --steps 30 --warmup 10 --repeats 2)
 SIZES=(256 512) PACK_SIZE=128 COMPILE=1
 if [ -n "${DIP_CHECK_QUICK:-}" ]; then  # tiny images and nets, no compiling: the plumbing in about a minute
   B+=(--quick --steps 2 --warmup 1 --repeats 1) SIZES=(32 48) PACK_SIZE=32 COMPILE=
@@ -55,11 +56,20 @@ for i in 0 1; do
   fi
 done
 step "pack=8 ${PACK_SIZE}" 150 "${B[@]}" --size "$PACK_SIZE" --pack 8 --json "$JSON/pack8_128.json"
+if [ "$DEVICE" = cuda ]; then  # the README demo end to end (dip-restore), fp32 and bf16-mixed: PSNR and it/s
+  for prec in 32-true bf16-mixed; do
+    step "demo $prec" 120 "$PY" -m dip_lightning.cli experiment=demo logger=none trainer.enable_progress_bar=false \
+      trainer.precision="$prec" hydra.run.dir="$JSON/demo_$prec"
+    "$PY" -c "import json,sys; m=json.load(open(sys.argv[1])); print('demo', sys.argv[2], {k: m.get(k) for k in \
+      ('psnr_observed','psnr_final','psnr_ema_final','psnr_best','best_step','it_per_s','wall_s')})" \
+      "$JSON/demo_$prec/metrics.json" "$prec" || true
+  done
+fi
 if [ "$DEVICE" = cuda ]; then
-  step "gpu tests" 240 python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_benchmark.py \
+  step "gpu tests" 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_benchmark.py \
     tests/test_precision_compile.py tests/test_sync_free.py
 fi
-python3 - "$JSON" "$OUT/bench.json" <<'PY'
+"$PY" - "$JSON" "$OUT/bench.json" <<'PY'
 import json, pathlib, sys
 runs = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}
 keep = ("it_per_s", "eager_baseline_it_per_s", "speedup_vs_eager", "pack_speedup", "peak_mem_mb", "first_run_s")

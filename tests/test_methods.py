@@ -99,12 +99,54 @@ def test_method_errors_are_clear(compose_cfg, image_file):
     path = image_file(20, 20, 3)
     with pytest.raises(ValueError, match="no BatchNorm.*norm_layer=batch"):
         build(compose_cfg(*common(path), "method=drp", "net.norm_layer=none"))
-    with pytest.raises(ValueError, match="set input.depth=3"):
-        build(compose_cfg(*common(path), "method=selfguided"))
     with pytest.raises(ValueError, match="burn_in=7000 is not below iters=13"):
-        build(compose_cfg(*common(path), "method=sgld"))
-    with pytest.raises(ValueError, match="sample_every >= 1"):
+        build(compose_cfg(*common(path), "method=sgld", "method.burn_in=7000"))
+    with pytest.raises(ValueError, match="sample_every > 0"):
         build(compose_cfg(*common(path), "method=sgld", "method.sample_every=0"))
+
+
+@pytest.mark.parametrize("iters", [3, 40])
+def test_sgld_burn_in_and_sampling_are_fractions_of_iters_by_default(compose_cfg, image_file, iters):
+    """method=sgld with its defaults takes samples at any iters: burn-in 35% and a sample every 0.25%
+    of the steps (at least 1); absolute numbers of steps still work."""
+    path = image_file(20, 20, 3)
+    sgld = build(compose_cfg(*common(path, iters=iters), "method=sgld")).module.method
+    assert (sgld.burn_in, sgld.sample_every) == ((1, 1) if iters == 3 else (14, 1))
+    assert sgld.samples(iters) >= 2
+    sgld = build(compose_cfg(*common(path, iters=4000), "method=sgld")).module.method
+    assert (sgld.burn_in, sgld.sample_every) == (1400, 10)
+    sgld = build(compose_cfg(*common(path, iters=40), "method=sgld", "method.burn_in=7", "method.sample_every=5")
+                 ).module.method
+    assert (sgld.burn_in, sgld.sample_every) == (7, 5)
+
+
+def test_selfguided_gives_the_net_an_image_shaped_input_whatever_input_depth_says(compose_cfg, image_file):
+    for channels in (1, 3):
+        module = build(compose_cfg(*common(image_file(20, 23, channels)), "method=selfguided", "input.depth=32"
+                                   )).module
+        assert module.method.z.shape[1] == channels and module.z.shape[1] == channels
+        assert module.net(module.method.input(module)).shape[1] == channels
+
+
+METHODS = ["dip", "sgld", "drp", "selfguided"]
+
+
+@pytest.mark.parametrize("optim", ["adam", "lbfgs"])
+@pytest.mark.parametrize("memory_format", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_with_every_optimiser_and_memory_format(compose_cfg, image_file, method, optim,
+                                                                  memory_format):
+    """method × optimiser × memory format on a tiny odd-sized grayscale image, every other setting
+    at its default (input.depth and the method's own settings included): 3 steps complete."""
+    cfg = compose_cfg(f"image={image_file(19, 22, 1)}", "iters=3", *QUIET, *TINY_NET, f"method={method}",
+                      f"optim={optim}", f"memory_format={memory_format}")
+    if (method, optim) == ("selfguided", "lbfgs"):  # z and θ at two learning rates: one line says why not
+        with pytest.raises(ValueError, match="^method=selfguided trains .* LBFGS cannot .*; use optim=adam$"):
+            build(cfg)
+        return
+    built = build(cfg)
+    assert fit(cfg, built) == ("completed", None)
+    assert built.module.global_step == 3 and torch.isfinite(built.module.final_image()).all()
 
 
 def test_compare_methods_and_make_crops(tmp_path):

@@ -192,6 +192,43 @@ def test_stopping_the_script_stops_its_jobs(data_dir, tmp_path, sig):
     assert not [pid for g in groups for pid in running_in_group(g)]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_script_leaves_no_sweep_running(data_dir, tmp_path):
+    """SIGKILL of reproduce.py (no handler runs): its multirun and the joblib workers get the
+    parent-death signal, each running job writes status interrupted and every process of the sweep
+    ends within seconds; a relaunch into the same folder then finishes every job, one row per image."""
+    import csv
+
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(SCRIPTS / "reproduce.py"), "--suite", "sr-set5-x4", "--data", str(data_dir), "--quick",
+           "--work", str(work), "--limit", "2", "input.depth=4", "threads=1", *TINY_NET,
+           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    script = subprocess.Popen([*cmd, "iters=1000000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jobs = [work / name / "seed=0" for name in ("baby", "bird")]
+    deadline = time.time() + 240
+    while not all((j / "environment.json").is_file() for j in jobs) and time.time() < deadline:
+        time.sleep(0.5)
+    assert script.poll() is None and all((j / "environment.json").is_file() for j in jobs), "the jobs did not start"
+    time.sleep(3)  # into the fit
+    children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline")
+                if str(work) in p.read_bytes().decode(errors="replace") and int(p.parent.name) != script.pid]
+    groups = {group_of(pid) for pid in children if Path(f"/proc/{pid}").exists()}
+    assert groups
+    script.kill()
+    script.wait()
+    deadline = time.time() + 30
+    while [pid for g in groups for pid in running_in_group(g)] and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for g in groups for pid in running_in_group(g)], "the sweep outlived its script"
+    for j in jobs:
+        assert json.loads((j / "metrics.json").read_text())["status"] == "interrupted", j
+    done = subprocess.run([*cmd, "iters=3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(json.loads((j / "metrics.json").read_text())["status"] == "completed" for j in jobs)
+    rows = list(csv.DictReader(open(work / "jobs.csv")))
+    assert sorted(Path(r["image"]).stem for r in rows) == ["baby", "bird"]  # one row per image
+
+
 def test_an_interrupted_job_continues_from_its_last_readable_checkpoint(data_dir, tmp_path, capfd):
     """A job cut short (its latest checkpoint half-written) resumes from the one before, and ends
     with the metrics of the uninterrupted job; checkpoints of another setting are removed."""

@@ -1,6 +1,7 @@
 """The hooks of a DIP method, and plain DIP (Ulyanov et al. 2018), which is the identity at each.
 
 ``DIPModule`` calls, in this order:
+- ``input_depth(channels)`` before the net is built (a method that shapes its own z sets its depth);
 - ``attach(module)`` once, when the module is built (freeze parameters, make z trainable);
 - ``trainable(module)``: what the optimiser gets (parameters or param groups);
 - every step ``input(module)`` (the input before the jitter), ``forward(module, z_in)`` →
@@ -22,6 +23,11 @@ class Method(nn.Module):
     """Plain DIP: train the net's weights on the fixed input z; return the last iterate."""
 
     name = "dip"
+
+    def input_depth(self, channels: int) -> int | None:
+        """The net's input channels when the method makes its own input (given the net's output
+        ``channels``), else None: the configured input (``input.depth``) or the task's."""
+        return None
 
     def attach(self, module) -> None:
         """Called once by ``DIPModule.__init__`` (net, z and the fits are set)."""

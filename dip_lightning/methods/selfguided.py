@@ -1,6 +1,6 @@
 """Self-Guided DIP (Liang, Bell, Qu, Wang, Ravishankar; arXiv 2402.04097, IEEE TCI 2025).
 
-The input z (image-shaped: the output's channels) is trained jointly with the weights, and the
+The input z (image-shaped: the output's channels, whatever ``input.depth`` says) is trained jointly with the weights, and the
 network's expected output under input noise is tied to z::
 
     x̄ = (1/S) Σ_j f_θ(z + η_j),   η_j ~ U[0, noise · max(z))   (fresh every step; authors: S = 3, noise = ½)
@@ -31,12 +31,12 @@ class SelfGuided(Method):
         self.alpha, self.noise, self.samples, self.z_lr = float(alpha), float(noise), int(samples), float(z_lr)
         self.streams = Streams()  # per-fit random streams (SGLD: the Langevin noise; Self-Guided: η)
 
+    def input_depth(self, channels: int) -> int:
+        """z is image-shaped: the net's input has its output's channels, whatever ``input.depth`` says."""
+        return channels
+
     def attach(self, module) -> None:
         k, c = module.fits, module.channels
-        depth = module.z.shape[1] // k
-        if depth != c:
-            raise ValueError(f"method=selfguided ties z to the output, so z needs the image's {c} channels, not "
-                             f"input.depth={depth}; set input.depth={c}")
         zs = [torch.rand(1, c, *module.z.shape[-2:], generator=torch.Generator().manual_seed(stream_seed(s, "selfguided")))
               for s in module.seeds]  # U[0, 1), each fit from its own seed
         self.z = nn.Parameter(torch.cat(zs, 0).to(module.z.dtype))

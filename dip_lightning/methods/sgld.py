@@ -3,7 +3,8 @@
 After every optimiser step each convolution weight gets Gaussian noise,
 θ ← θ + σ_p·lr·ε, ε ~ N(0, I) (the authors' code: σ_p = 2, lr = 0.01; only 4-D tensors), so the
 iterates sample a posterior instead of converging. After ``burn_in`` steps the output is collected
-every ``sample_every`` steps; the estimate is the samples' mean (the posterior mean), and the
+every ``sample_every`` steps (each a fraction of ``iters`` when below 1, else a number of steps: the
+defaults, 0.35 and 0.0025, are the authors' 7000 and 50 of 20000, so any ``iters`` takes samples); the estimate is the samples' mean (the posterior mean), and the
 per-pixel standard deviation is saved as ``restored_std.png``. The mean needs no early stopping:
 its PSNR stays near the iterates' peak where plain DIP's falls. (Authors' denoising recipe: 20000
 steps, burn-in 7000, a sample every 50, input jitter 1/30.)
@@ -16,21 +17,33 @@ from dip_lightning.methods.base import Method, Streams
 from dip_lightning.seeds import stream_seed
 
 
+def steps_of(value: float, iters: int, least: int) -> int:
+    """A number of steps: ``value`` itself when it is 1 or more, else that fraction of ``iters``
+    (rounded, at least ``least``)."""
+    if value >= 1:
+        return int(value)
+    return max(least, round(float(value) * iters))
+
+
 class SGLD(Method):
     name = "sgld"
 
-    def __init__(self, param_noise: float = 2.0, burn_in: int = 7000, sample_every: int = 50):
+    def __init__(self, param_noise: float = 2.0, burn_in: float = 0.35, sample_every: float = 0.0025):
         super().__init__()
-        if param_noise < 0 or burn_in < 0 or sample_every < 1:
-            raise ValueError(f"method=sgld needs param_noise >= 0, burn_in >= 0 and sample_every >= 1; got "
+        if param_noise < 0 or burn_in < 0 or sample_every <= 0:
+            raise ValueError(f"method=sgld needs param_noise >= 0, burn_in >= 0 and sample_every > 0; got "
                              f"{param_noise}, {burn_in}, {sample_every}")
-        self.param_noise, self.burn_in, self.sample_every = float(param_noise), int(burn_in), int(sample_every)
+        self.param_noise = float(param_noise)
+        self.burn_in_cfg, self.sample_every_cfg = burn_in, sample_every
+        self.burn_in, self.sample_every = 0, 1  # in steps, set by attach() from iters
         self.streams = Streams()  # per-fit random streams (SGLD: the Langevin noise; Self-Guided: η)
 
     def attach(self, module) -> None:
+        self.burn_in = steps_of(self.burn_in_cfg, module.iters, least=0)
+        self.sample_every = steps_of(self.sample_every_cfg, module.iters, least=1)
         if self.burn_in >= module.iters:
-            raise ValueError(f"method.burn_in={self.burn_in} is not below iters={module.iters}: SGLD would take no "
-                             f"sample; lower method.burn_in (the authors: 35% of the steps)")
+            raise ValueError(f"method.burn_in={self.burn_in_cfg} is not below iters={module.iters}: SGLD would take no "
+                             f"sample; lower method.burn_in (a fraction below 1 is one of iters: the authors' 0.35)")
         c, canvas = module.last_out.shape[1], module.last_out.shape[-2:]
         self.register_buffer("sum", torch.zeros(1, c, *canvas, dtype=torch.float64))
         self.register_buffer("sum_sq", torch.zeros(1, c, *canvas, dtype=torch.float64))

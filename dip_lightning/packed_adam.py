@@ -1,0 +1,69 @@
+"""Adam for K packed fits, each with its own step count (Kingma & Ba 2015, Alg. 1).
+
+Adam is element-wise except for its bias corrections, which depend on the step count t:
+
+    m ← β₁m + (1 − β₁)g,   v ← β₂v + (1 − β₂)g²,   θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+
+``torch.optim.Adam`` keeps one t per parameter tensor, which K packed fits share (every packed
+tensor holds the fits' blocks along dim 0). When backtracking restores some fits and not others,
+the restored fits' t must go back and the others' must not, so here t is a length-K vector per
+tensor and each block gets its own fit's bias corrections. A packed fit then follows its lone run
+(``torch.optim.Adam``) step for step, restores included (``dip_lightning.backtrack`` puts each
+fit's t back with its moments). ``DIPModule`` uses it in place of ``torch.optim.Adam`` when K > 1.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class PackedAdam(torch.optim.Optimizer):
+    """Adam (L2 ``weight_decay`` as ``torch.optim.Adam``'s) with a per-fit step count for ``fits`` packed fits."""
+
+    def __init__(self, params: Any, fits: int, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        self.fits = int(fits)
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    @classmethod
+    def like(cls, adam: torch.optim.Adam, fits: int) -> "PackedAdam":
+        """The same parameter groups and settings as ``adam`` (a fresh ``torch.optim.Adam``)."""
+        if any(g.get("amsgrad") or g.get("maximize") for g in adam.param_groups):
+            raise ValueError("packed fits (pack > 1) support Adam without amsgrad and maximize; set them false or pack=1")
+        keys = ("lr", "betas", "eps", "weight_decay")
+        groups = [{"params": g["params"], **{k: g[k] for k in keys}} for g in adam.param_groups]
+        return cls(groups, fits, **{k: adam.defaults[k] for k in keys})
+
+    def _per_block(self, v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """A length-K vector broadcast over ``p``'s K blocks along dim 0."""
+        return v.to(p.dtype).repeat_interleave(p.shape[0] // self.fits).view(-1, *([1] * (p.dim() - 1)))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros(self.fits, dtype=torch.float64, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                elif state["step"].device != p.device:  # a checkpoint loaded on another device
+                    state["step"] = state["step"].to(p.device)
+                grad = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
+                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                t += 1
+                m.lerp_(grad, 1 - beta1)
+                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                step_size = self._per_block(lr / (1 - torch.pow(beta1, t)), p)
+                bc2_sqrt = self._per_block((1 - torch.pow(beta2, t)).sqrt(), p)
+                p.sub_(step_size * m / (v.sqrt() / bc2_sqrt).add_(eps))
+        return loss
