@@ -79,7 +79,7 @@ class Backtracker:
 
         The first optimiser step creates the moments; before it they were zero and the step count
         0, so the snapshot of that state holds zeros for them. A step counter of length K
-        (``dip_lightning.packed_adam``) goes back per fit; a shared one (one per tensor) goes back
+        (``dip_lightning.optimizers``) goes back per fit; a shared one (one per tensor) goes back
         when every fit is restored."""
         params, tensors, steps = parameters(optimizer), state_tensors(optimizer), step_counts(optimizer)
         if self.snapshot is None:

@@ -33,7 +33,7 @@ import torch.nn as nn
 from dip_lightning.backtrack import Backtracker, match_moment_layouts
 from dip_lightning.io import crop
 from dip_lightning.methods.base import Method
-from dip_lightning.packed_adam import PackedAdam
+from dip_lightning.optimizers import check_optimizer, make_optimizer
 from dip_lightning.history import FIELDS, as_dict, metrics_row, padded
 from dip_lightning.metrics import psnr, split, total_variation
 from dip_lightning.seeds import stream_seed
@@ -120,31 +120,11 @@ class DIPModule(pl.LightningModule):
         self._resume_extra: dict | None = None
         self.method = Method() if method is None else method  # the variant's hooks (dip_lightning.methods)
         self.method.attach(self)
-        if getattr(optimizer, "func", optimizer) is torch.optim.LBFGS:
-            if k > 1:
-                raise ValueError(f"pack={k} fits are exact only with an element-wise optimiser, and LBFGS couples them "
-                                 f"(one history and line search for all); use optim=adam or pack=1")
-            groups = self.method.trainable(self)
-            if len(groups) > 1 and isinstance(groups[0], dict):
-                raise ValueError(f"method={self.method.name} trains its parameters at different learning rates, which "
-                                 f"LBFGS cannot (one parameter group); use optim=adam")
+        check_optimizer(optimizer, self)
 
     # ------------------------------------------------------------------ setup and checkpoints
     def configure_optimizers(self):
-        opt = self.optimizer_factory(self.method.trainable(self))
-        if self.fits > 1 and type(opt) is torch.optim.Adam:  # each packed fit its own step count
-            opt = PackedAdam.like(opt, self.fits)
-        if self.channels_last and isinstance(opt, torch.optim.LBFGS):
-            # LBFGS flattens parameters and gradients with .view(-1), which channels_last weights do
-            # not allow: this run stays NCHW (every trained tensor, a method's z too, is converted in
-            # place, so ``opt`` keeps them)
-            self.net.to(memory_format=torch.contiguous_format)
-            self.z = self.z.contiguous()
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    p.data = p.data.contiguous()
-            self.channels_last = False
-        return opt
+        return make_optimizer(self)
 
     def on_fit_start(self) -> None:
         if self._gens is None or self._gens[0].device != self.device:

@@ -14,7 +14,7 @@ argument is a Hydra override for every job, including ``hydra/launcher=joblib`` 
 compared key: mean ± std over seeds and images, per image, curves, grid, report.html), plus
 ``compare.md`` / ``compare.csv``: per value its parameters (all and trained), GFLOP of one net
 forward + backward, and the group statistics: best and final PSNR, final − best, the steps (and
-seconds) to 95% of the best, the wall time.
+seconds) until the PSNR's gain over the observation first reaches 95% of the best gain, the wall time.
 """
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ GROUPS = tuple(p.name for p in (ROOT / "configs").iterdir() if p.is_dir())  # co
 KEYS = ("net", "method", "experiment")  # what compare.py can compare
 STATS = ["n", "mean", "std", "psnr_best", "psnr_final", "psnr_ema_final", "final_minus_best", "best_step",
          "steps_to_95", "s_to_95", "it_per_s", "wall_s"]
+LEGEND = ("steps_to_95 / s_to_95: the first evaluated step (and its seconds at the steady rate) where the PSNR's "
+          "gain over the observation, PSNR − PSNR(observation), reaches 95% of the best gain; means over the fits.")
 
 
 def images_of(value: str) -> list[str]:
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     cell = lambda v: "—" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v}")  # noqa: E731
     md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     md += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+    md += ["", LEGEND]
     (out / "compare.md").write_text("\n".join(md) + "\n")
     print(text)
     print("\n".join(md))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dip_lightning import restore
 from conftest import TINY_NET, synthetic_image
@@ -93,18 +94,26 @@ def test_restore_leaves_the_allocator_alone_unless_asked(tmp_path, monkeypatch):
     assert calls == [1]
 
 
-def test_panel_is_labelled(tmp_path):
-    """panel.png: a caption strip (dark text on white) above observation | restored | ground truth,
-    enlarged so each small image is at least 112 px wide."""
+@pytest.mark.parametrize("ema", [True, False])
+def test_panel_is_labelled(tmp_path, ema):
+    """panel.png: a caption strip (dark text on white) above observation | final | EMA | ground
+    truth (no EMA column without an EMA), enlarged so each small image is at least 112 px wide."""
     from PIL import Image
 
+    from dip_lightning.outputs import panel_of
+
     restore(synthetic_image(20, 16, 3), iters=2, logger="none", output_dir=tmp_path / "p",
-            **{"input.depth": 4, "trainer.enable_progress_bar": False, **TINY_NET_KW})
+            **{"input.depth": 4, "trainer.enable_progress_bar": False, "exp_weight": 0.99 if ema else None,
+               **TINY_NET_KW})
     a = np.asarray(Image.open(tmp_path / "p" / "panel.png").convert("L"))
     zoom = -(-112 // 16)
-    assert a.shape == (16 + 20 * zoom, 3 * 16 * zoom + 2 * 4)
+    n = 4 if ema else 3
+    assert a.shape == (16 + 20 * zoom, n * 16 * zoom + (n - 1) * 4)
     strip = a[:16]
     assert strip.max() == 255 and strip.min() < 100  # text
-    for col in range(3):  # every column has its caption
+    x = torch.rand(3, 20, 16)
+    labelled = panel_of(x, x, x[None], {"psnr_observed": 20.0, "psnr_final": 24.87, "psnr_ema_final": 26.78}, x)
+    assert labelled.shape[-1] == 4 * 16 * zoom + 3 * 4
+    for col in range(n):  # every column has its caption
         x0 = col * (16 * zoom + 4)
         assert strip[:, x0:x0 + 16 * zoom].min() < 100, col

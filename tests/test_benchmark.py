@@ -152,7 +152,8 @@ def test_gpu_check_script_parses_and_names_real_files():
 def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     """The prepared device run, dry-run on this CPU (DIP_CHECK_DEVICE=cpu DIP_CHECK_QUICK=1: tiny
     sizes, no compiling): every benchmark step runs, and bench.json holds each one's fields."""
-    env = {**os.environ, "DIP_CHECK_DEVICE": "cpu", "DIP_CHECK_QUICK": "1", "OUT": str(tmp_path)}
+    # the interpreter that runs the tests, whatever `python3` on PATH is (the project's env need not be active)
+    env = {**os.environ, "DIP_CHECK_DEVICE": "cpu", "DIP_CHECK_QUICK": "1", "OUT": str(tmp_path), "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

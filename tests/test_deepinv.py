@@ -74,9 +74,10 @@ def test_same_seed_same_observation_other_seed_other_noise(compose_cfg):
 
 
 def test_mri_is_complex_and_beats_zero_filling(compose_cfg):
-    """The MRI preset (with its experiment's step): the net paints 2 channels (real, imaginary),
-    scored on the magnitude; after a short fit the magnitude PSNR beats the zero-filled A^T y."""
-    cfg = compose_cfg("experiment=deepinv_mri", "task.size=32", "iters=150", "eval_every=10", *QUIET, out="mri")
+    """The MRI preset (with the complex step, dip_lightning/steps.py): the net paints 2 channels
+    (real, imaginary), scored on the magnitude; after a short fit the magnitude PSNR beats the
+    zero-filled A^T y (measured 19.70 against 17.19 dB; the TV term slows the first 150 steps)."""
+    cfg = compose_cfg("experiment=deepinv_mri", "task.size=32", "iters=300", "eval_every=10", *QUIET, out="mri")
     res = run(cfg)
     assert res["restored"].shape == (1, 32, 32)  # the magnitude picture
     m = res["metrics"]
@@ -158,10 +159,11 @@ def test_compare_deepinv_script(tmp_path):
 
     tiny = [f"{k}={v}".replace(" ", "") for k, v in TINY.items()]
     assert main(["--tasks", "deepinv_inpaint,deepinv_mri", "--images", "camera", "--seeds", "0,1", "--iters", "3",
-                 "--size", "24", "--work", str(tmp_path), "threads=1", *tiny]) == 0
+                 "--at", "2", "--size", "24", "--work", str(tmp_path), "threads=1", *tiny]) == 0
     text = (tmp_path / "compare_deepinv.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| deepinv_")]
     assert len(rows) == 2 and all("±" in r for r in rows)
+    assert "| A^T y (dB) | ours EMA @ 2 (dB) | ours EMA @ 3 (dB) |" in text.splitlines()[0]
     ours = [json.loads(p.read_text())["psnr_final"] for p in sorted((tmp_path / "ours" / "deepinv_inpaint").glob("*/*/metrics.json"))]
     assert f"{sum(ours) / len(ours):.2f}" in rows[0]  # the table's mean is the jobs' mean
 
@@ -174,3 +176,22 @@ def test_restore_takes_a_physics_object(tmp_path):
                      **{"task.size": 24, "task.channels": 1, "trainer.enable_progress_bar": False}, **TINY)
     assert out.shape == (24, 24) and m["task"] == "PhysicsTask" and m["status"] == "completed"
     assert m["psnr_observed"] is not None and (tmp_path / "r" / "observed.png").is_file()
+
+
+def test_complex_physics_get_their_own_step_and_explicit_values_win(compose_cfg):
+    """dip_lightning/steps.py: task=deepinv_mri (complex) takes lr 0.005, no jitter and TV 0.01;
+    a real physics keeps the paper's step; an override wins; the reconstructor finds MRI from the object."""
+    from dip_lightning.deepinv import DIPReconstructor
+
+    mri, ct = compose_cfg("task=deepinv_mri"), compose_cfg("task=deepinv_ct")
+    assert (mri.optim.lr, mri.reg_noise_std, mri.tv_weight) == (0.005, 0.0, 0.01)
+    assert (ct.optim.lr, ct.reg_noise_std, ct.tv_weight) == (0.01, 0.0333, 0.0)
+    mine = compose_cfg("task=deepinv_mri", "optim.lr=0.02", "reg_noise_std=0.01")
+    assert (mine.optim.lr, mine.reg_noise_std, mine.tv_weight) == (0.02, 0.01, 0.01)
+    physics = dinv.physics.MRI(mask=torch.ones(1, 24, 24), img_size=(2, 24, 24))
+    cfg = DIPReconstructor(iters=3).config(physics)
+    assert cfg.task.complex is True and (cfg.optim.lr, cfg.reg_noise_std) == (0.005, 0.0)
+    cfg = DIPReconstructor(iters=3, **{"optim.lr": 0.003}).config(physics)
+    assert cfg.optim.lr == 0.003
+    inpaint = dinv.physics.Inpainting(img_size=(1, 24, 24), mask=0.5)
+    assert DIPReconstructor(iters=3).config(inpaint).optim.lr == 0.01

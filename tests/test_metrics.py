@@ -64,3 +64,14 @@ def test_ssim_is_nan_below_the_window_and_per_fit_otherwise():
     b = torch.rand(1, 6, 16, 16)
     per = ssim(b, b, 2)
     assert per.shape == (2,) and torch.allclose(per, torch.ones(2))
+
+
+def test_steps_to_95_count_the_gain_over_the_observation():
+    """From an observation at 20 dB to a best of 30 dB, 95% of the gain is 29.5 dB (95% of 30 dB in
+    dB would be 28.5 dB, reached two rows earlier)."""
+    from dip_lightning.outputs import convergence
+
+    history = {"step": [1, 10, 20, 30, 40], "psnr/gt": [20.0, 28.6, 29.0, 29.6, 30.0]}
+    assert convergence(history, 30.0, 10.0, psnr_start=20.0) == {"steps_to_95": 30, "s_to_95": 3.0}
+    assert convergence(history, 30.0, None)["steps_to_95"] == 30  # no observation PSNR: the curve's start
+    assert convergence(history, None, 10.0) == {"steps_to_95": None, "s_to_95": None}

@@ -75,7 +75,7 @@ def test_pack_errors_are_clear(compose_cfg, image_file, tmp_path):
 
 
 def test_packed_fits_stay_exact_when_backtracking_restores_one_fit_and_not_the_other(compose_cfg, image_file):
-    """Each fit has its own Adam step count (dip_lightning/packed_adam.py): where one fit backtracks
+    """Each fit has its own Adam step count (dip_lightning/optimizers.py): where one fit backtracks
     and the other goes on, both still equal their lone runs (float64; with a shared count the
     restored fit ended 1.6e-2 away)."""
     path = image_file(24, 20, 3)

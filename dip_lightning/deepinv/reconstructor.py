@@ -29,7 +29,9 @@ class DIPReconstructor(Reconstructor):
             the same y give the same x̂; each of B measurements in a batch is fitted with it.
         output: ``ema`` (the running average of the outputs; needs ``exp_weight``) or ``final``.
         overrides: ``dip-restore``'s keys, e.g. ``net="skip"``, ``**{"optim.lr": 0.01}``,
-            ``**{"task.complex": True}``; ``task`` is always ``physics``.
+            ``**{"task.complex": True}``; ``task`` is always ``physics``. The step (lr, input
+            jitter, TV) follows the physics' data (``dip_lightning.steps``: complex MRI data get
+            lr 0.005, no jitter and a TV term) unless these set it.
     """
 
     def __init__(self, iters: int = 3000, seed: int = 0, output: str = "ema", device: str = "cpu",
@@ -41,10 +43,15 @@ class DIPReconstructor(Reconstructor):
         self.overrides = {k: v for k, v in overrides.items() if k != "task"}
         self.last_metrics: dict | None = None  # the last call's per-fit losses and steps (for inspection)
 
-    def config(self):
+    def config(self, physics=None):
+        """The composed config; with ``physics``, ``task.complex`` from its class (MRI: complex),
+        so the step suits its data (``dip_lightning.steps``) unless an override says otherwise."""
         from dip_lightning.api import compose_config
+        from dip_lightning.tasks.physics import PhysicsTask
 
-        return compose_config({"task": "physics", **CALL_OVERRIDES, **self.overrides,
+        found = {} if physics is None or "task.complex" in self.overrides else \
+            {"task.complex": PhysicsTask.physics_is_complex(physics)}
+        return compose_config({"task": "physics", **CALL_OVERRIDES, **found, **self.overrides,
                                "iters": self.iters, "seed": self.seed})
 
     def forward(self, y: torch.Tensor, physics, **kwargs) -> torch.Tensor:
@@ -54,7 +61,7 @@ class DIPReconstructor(Reconstructor):
         from dip_lightning.nets.upsample import set_deterministic
         from dip_lightning.run import build, fit
 
-        cfg = self.config()
+        cfg = self.config(physics)
         if self.output == "ema" and cfg.exp_weight is None:
             raise ValueError("output=ema needs an EMA; set exp_weight (e.g. 0.99) or output='final'")
         set_deterministic(bool(cfg.get("deterministic", False)))

@@ -69,8 +69,15 @@ class PhysicsTask(Task):
         return get_class(str(self.physics_cfg["_target_"]))
 
     def _is_mri(self, physics) -> bool:
-        """True for deepinv's MRI physics (an object or its class)."""
-        mri = getattr(self._dinv.physics, "MRIMixin", None) or self._dinv.physics.MRI
+        return self.physics_is_complex(physics)
+
+    @staticmethod
+    def physics_is_complex(physics) -> bool:
+        """True for deepinv's MRI physics (an object or its class): their images are complex."""
+        from dip_lightning.deepinv import import_deepinv
+
+        dinv = import_deepinv()
+        mri = getattr(dinv.physics, "MRIMixin", None) or dinv.physics.MRI
         return issubclass(physics, mri) if isinstance(physics, type) else isinstance(physics, mri)
 
     # ------------------------------------------------------------------ the physics, seeded

@@ -1,4 +1,6 @@
-"""Adam for K packed fits, each with its own step count (Kingma & Ba 2015, Alg. 1).
+"""The run's optimiser: ``make_optimizer(module)`` and ``check_optimizer``, and ``PackedAdam``.
+
+``PackedAdam`` is Adam for K packed fits, each with its own step count (Kingma & Ba 2015, Alg. 1).
 
 Adam is element-wise except for its bias corrections, which depend on the step count t:
 
@@ -9,7 +11,7 @@ tensor holds the fits' blocks along dim 0). When backtracking restores some fits
 the restored fits' t must go back and the others' must not, so here t is a length-K vector per
 tensor and each block gets its own fit's bias corrections. A packed fit then follows its lone run
 (``torch.optim.Adam``) step for step, restores included (``dip_lightning.backtrack`` puts each
-fit's t back with its moments). ``DIPModule`` uses it in place of ``torch.optim.Adam`` when K > 1.
+fit's t back with its moments). ``make_optimizer`` uses it in place of ``torch.optim.Adam`` when K > 1.
 """
 from __future__ import annotations
 
@@ -67,3 +69,34 @@ class PackedAdam(torch.optim.Optimizer):
                 bc2_sqrt = self._per_block((1 - torch.pow(beta2, t)).sqrt(), p)
                 p.sub_(step_size * m / (v.sqrt() / bc2_sqrt).add_(eps))
         return loss
+
+
+def check_optimizer(factory, module) -> None:
+    """One line for an optimiser the module cannot use (before any step): LBFGS couples packed fits
+    and takes one parameter group."""
+    if getattr(factory, "func", factory) is not torch.optim.LBFGS:
+        return
+    if module.fits > 1:
+        raise ValueError(f"pack={module.fits} fits are exact only with an element-wise optimiser, and LBFGS couples "
+                         f"them (one history and line search for all); use optim=adam or pack=1")
+    groups = module.method.trainable(module)
+    if len(groups) > 1 and isinstance(groups[0], dict):
+        raise ValueError(f"method={module.method.name} trains its parameters at different learning rates, which "
+                         f"LBFGS cannot (one parameter group); use optim=adam")
+
+
+def make_optimizer(module) -> torch.optim.Optimizer:
+    """The configured optimiser over what the method trains; ``PackedAdam`` for packed Adam fits.
+    LBFGS flattens parameters and gradients with ``.view(-1)``, which channels_last tensors do not
+    allow: such a run goes NCHW (every trained tensor, a method's z too, converted in place)."""
+    opt = module.optimizer_factory(module.method.trainable(module))
+    if module.fits > 1 and type(opt) is torch.optim.Adam:  # each packed fit its own step count
+        opt = PackedAdam.like(opt, module.fits)
+    if module.channels_last and isinstance(opt, torch.optim.LBFGS):
+        module.net.to(memory_format=torch.contiguous_format)
+        module.z = module.z.contiguous()
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.data = p.data.contiguous()
+        module.channels_last = False
+    return opt
