@@ -39,7 +39,7 @@ def test_same_size_out(hw, down):
 
 
 def test_legacy_switches():
-    net = SkipNet(4, 3, [4, 4], [4, 4], [2, 2], align_corners=True, legacy_bn_init=True)
+    net = SkipNet(4, 3, [4, 4], [4, 4], [2, 2], legacy=True)
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(not torch.all(b.weight == 1) for b in bns)
     ups = [m for m in net.modules() if type(m).__name__ == "Upsample"]

@@ -110,9 +110,12 @@ def test_legacy_reaches_every_net(compose_cfg, net, extra, bilinear):
     assert not any(m.align_corners for m in plain.modules() if isinstance(m, Upsample) and m.mode == "bilinear")
 
 
-def test_legacy_on_a_net_it_cannot_change_is_a_clear_error(compose_cfg, image_file):
+@pytest.mark.parametrize("net, extra", [("unet", []), ("skip", ["net.upsample_mode=nearest", "net.norm_layer=none"])])
+def test_legacy_on_a_net_it_cannot_change_is_a_clear_error(compose_cfg, image_file, net, extra):
+    """Every net, the skip net included: legacy=true where it would change nothing is one line."""
     from dip_lightning.run import run
 
-    with pytest.raises(ValueError, match="legacy=true changes bilinear upsampling and BatchNorm's init, and this UNet"):
-        run(compose_cfg(f"image={image_file(32, 32, 3)}", "net=unet", "legacy=true", "iters=1", "logger=none",
-                        "trainer.enable_progress_bar=false"))
+    name = {"unet": "UNet", "skip": "SkipNet"}[net]
+    with pytest.raises(ValueError, match=f"^legacy=true changes bilinear upsampling and BatchNorm's init, and this {name}"):
+        run(compose_cfg(f"image={image_file(32, 32, 3)}", f"net={net}", *extra, "legacy=true", "iters=1",
+                        "logger=none", "trainer.enable_progress_bar=false"))

@@ -102,6 +102,11 @@ def test_flash_uses_the_flash_photo_as_input(compose_cfg, image_file, tmp_path):
                         "iters=1", *QUIET, *TINY_NET, out="bad"))
     with pytest.raises(ValueError, match="task.flash"):
         run(compose_cfg(f"image={noflash}", "task=flash", "iters=1", *QUIET, *TINY_NET, out="none"))
+    # resize= scales the flash photo as it scales the no-flash one
+    res = run(compose_cfg(f"image={image_file(48, 56, 3, name='nf2.png')}", "task=flash", "resize=28",
+                          f"task.flash={image_file(48, 56, 3, name='f2.png')}", "iters=2", "reg_noise_std=0",
+                          *QUIET, *TINY_NET, out="resized"))
+    assert res["restored"].shape == (3, 24, 28)
 
 
 def test_tv_term_smooths_the_output(compose_cfg, image_file):

@@ -85,6 +85,29 @@ def test_deblur_convolves_not_correlates(tmp_path):
     assert torch.allclose(out[0, :, 3:6, 3:6], t.kernel[0].expand(2, 3, 3), atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(4, 4), (2, 6), (3, 4), (5, 5)])
+def test_deblur_kernel_centre_is_matlab_conv2_same(tmp_path, shape):
+    """Kernel files, even-sized ones included, are centred at (kh // 2, kw // 2), as MATLAB's
+    conv2(x, k, "same") (the full convolution from row kh // 2) and scipy.ndimage.convolve centre
+    them: a delta blurs into the same image."""
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+    from scipy.signal import convolve
+
+    rng = np.random.default_rng(sum(shape))
+    k = rng.integers(20, 256, size=shape).astype(np.uint8)
+    Image.fromarray(k).save(tmp_path / "k.png")
+    t = Deblur(kernel="file", path=str(tmp_path / "k.png"))
+    x = np.zeros((13, 14))
+    x[6, 7] = 1.0
+    ours = t(torch.from_numpy(x)[None, None].float())[0, 0].numpy()
+    kk = t.kernel[0, 0].double().numpy()
+    conv2_same = convolve(x, kk, mode="full")[shape[0] // 2:shape[0] // 2 + 13, shape[1] // 2:shape[1] // 2 + 14]
+    assert np.allclose(ours, conv2_same, atol=1e-6)
+    assert np.allclose(ours, ndimage.convolve(x, kk, mode="constant"), atol=1e-6)
+
+
 def test_deblur_gaussian_kernel_and_noisy_simulation():
     assert float(gaussian_kernel(9, 2.0).sum()) == pytest.approx(1.0)
     t = Deblur(kernel="gaussian", size=9, sigma=2.0, noise_sigma=10.0)

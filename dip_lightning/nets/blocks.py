@@ -144,15 +144,22 @@ def conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool 
     return nn.Sequential(layer, down)
 
 
-def use_legacy(net: nn.Module) -> None:
-    """``legacy=true`` for a built net: paper-era torch semantics, bilinear upsampling with
-    ``align_corners=True`` (torch < 0.4) and BatchNorm weights drawn U(0, 1) (torch < 1.2). A net
-    with neither is a clear error (the setting would silently change nothing)."""
+def legacy_parts(net: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
+    """The bilinear upsamplers and BatchNorms ``legacy=true`` changes; a net with neither is a clear
+    error (the setting would silently change nothing)."""
     ups = [m for m in net.modules() if isinstance(m, Upsample) and m.mode == "bilinear"]
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     if not ups and not bns:
         raise ValueError(f"legacy=true changes bilinear upsampling and BatchNorm's init, and this {type(net).__name__} "
                          f"has neither (see its upsample_mode / norm_layer); set legacy=false")
+    return ups, bns
+
+
+def use_legacy(net: nn.Module) -> None:
+    """``legacy=true`` for a built net: paper-era torch semantics, bilinear upsampling with
+    ``align_corners=True`` (torch < 0.4) and BatchNorm weights drawn U(0, 1) (torch < 1.2). A net
+    with neither is a clear error (the setting would silently change nothing)."""
+    ups, bns = legacy_parts(net)
     for m in ups:
         m.align_corners = True
     for m in bns:

@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from dip_lightning.nets.blocks import Concat, Upsample, activation, conv, norm, per_level
+from dip_lightning.nets.blocks import Concat, Upsample, activation, conv, legacy_parts, norm, per_level
 
 
 class SkipNet(nn.Module):
@@ -47,8 +47,7 @@ class SkipNet(nn.Module):
         act: str = "LeakyReLU",
         norm_layer: str | None = "batch",
         need1x1_up: bool = True,
-        align_corners: bool = False,
-        legacy_bn_init: bool = False,
+        legacy: bool = False,
     ):
         super().__init__()
         down, up, skip = list(channels_down), list(channels_up), list(channels_skip)
@@ -66,7 +65,7 @@ class SkipNet(nn.Module):
         self.min_size = self.multiple * max(2, max((k - 1) // 2 for k in k_down + k_up) + 1)
 
         def N(c: int) -> nn.Module:
-            return norm(norm_layer, c, legacy_bn_init)
+            return norm(norm_layer, c, legacy)  # (U(0, 1) weights drawn here, in the original's order)
 
         def level(i: int, c_in: int) -> nn.Sequential:
             deep = [conv(c_in, down[i], k_down[i], 2, need_bias, pad, downs[i]), N(down[i]), activation(act),
@@ -76,7 +75,7 @@ class SkipNet(nn.Module):
                 deep_out = up[i + 1]
             else:
                 deep_out = down[i]
-            deep.append(Upsample(ups[i], align_corners))
+            deep.append(Upsample(ups[i], legacy))
             if skip[i] > 0:
                 skip_branch = nn.Sequential(conv(c_in, skip[i], filter_size_skip, 1, need_bias, pad),
                                             N(skip[i]), activation(act))
@@ -93,6 +92,8 @@ class SkipNet(nn.Module):
         if need_sigmoid:
             head.append(nn.Sigmoid())
         self.body = nn.Sequential(*head)
+        if legacy:
+            legacy_parts(self)  # as every net: one line where legacy=true would change nothing
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z)

@@ -19,7 +19,10 @@ class Deblur(Task):
     ``kernel``: 'gaussian' (``size``×``size``, standard deviation ``sigma`` pixels), 'uniform'
     (a ``size``×``size`` box, every tap 1/size²) or 'file' (the image at ``path``, its gray values
     normalised to sum 1). A true convolution: (k * x)(i, j) = Σ_{u,v} k(u, v) · x(i − u, j − v),
-    with the kernel's centre at ((kh − 1) // 2, (kw − 1) // 2), so a delta image blurs into k.
+    with the kernel's centre at (kh // 2, kw // 2), so a delta image blurs into k. For an
+    even-sized kernel file that is the tap right of / below the middle: the convention of MATLAB's
+    ``conv2(x, k, "same")`` and ``scipy.ndimage.convolve`` (``scipy.signal.convolve(..., mode="same")``
+    takes the tap left of / above it, (kh − 1) // 2: one pixel apart).
     ``noise_sigma``: white Gaussian noise added to the blurred observation, in 0–255 units.
     """
 

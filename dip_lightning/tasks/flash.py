@@ -14,18 +14,20 @@ from dip_lightning.tasks.base import Task
 
 class FlashNoFlash(Task):
     """``flash``: path to the flash photo; ``image`` (the run's image) is the no-flash photo of the
-    same size. The run uses ``network_input`` instead of the configured noise input."""
+    same size. ``resize``: the flash photo is scaled as the no-flash one is (the run's ``resize``:
+    its longer side to that many pixels). The run uses ``network_input`` instead of the configured
+    noise input."""
 
     blind = True  # the run's image is the observation itself
 
-    def __init__(self, flash: str | None = None):
+    def __init__(self, flash: str | None = None, resize: int | None = None):
         super().__init__()
         if not flash:
             raise ValueError("task=flash needs the flash photo: task.flash=path/to/flash.jpg (image= is the no-flash photo)")
         path = Path(str(flash)).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"task.flash={str(flash)!r} does not exist; give the path of the flash photo")
-        self.register_buffer("flash", load_image(path)[None])
+        self.register_buffer("flash", load_image(path, resize)[None])
 
     @property
     def input_channels(self) -> int:
