@@ -14,38 +14,17 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from dip_lightning import malloc as cpu_malloc
-from dip_lightning.metrics import PROTOCOLS
+from dip_lightning import schema
 
 log = logging.getLogger(__name__)
 
-#: torch.compile's modes (reduce-overhead: CUDA graphs)
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Values a user can get wrong, each with a one-line message naming it and the fix."""
-    if int(cfg.iters) < 1:
-        raise ValueError(f"iters={cfg.iters} must be a positive number of steps, e.g. iters=3000")
-    lr = cfg.optim.get("lr")
-    if lr is not None and float(lr) <= 0:
-        raise ValueError(f"optim.lr={lr} must be positive, e.g. optim.lr=0.01")
-    if float(cfg.reg_noise_std) < 0:
-        raise ValueError(f"reg_noise_std={cfg.reg_noise_std} must be >= 0 (0 turns the input jitter off)")
-    w = cfg.exp_weight
-    if w is not None and not 0.0 <= float(w) < 1.0:
-        raise ValueError(f"exp_weight={w} must be in [0, 1) (e.g. 0.99), or null to turn the EMA off")
-    if int(cfg.eval_every) < 1:
-        raise ValueError(f"eval_every={cfg.eval_every} must be a positive number of steps")
-    cpu_malloc.check(str(cfg.get("cpu_malloc", "reuse")))
-    mode = str(cfg.get("compile_mode") or "default")
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile_mode={mode}; choose one of {', '.join(COMPILE_MODES)}")
-    protocol, scored = cfg.get("eval_protocol"), str(cfg.get("eval_output") or "final")
-    if protocol is not None and protocol not in PROTOCOLS:
-        raise ValueError(f"eval_protocol={protocol}; choose {' or '.join(PROTOCOLS)} (or null for none)")
-    if scored not in ("final", "ema", "best"):
-        raise ValueError(f"eval_output={scored}; choose final, ema or best")
+    """Values a user can get wrong, each with a one-line message naming it and the fix: every key's
+    type and range (``dip_lightning.schema``), then what depends on two keys."""
+    schema.validate(cfg)
+    scored = str(cfg.get("eval_output") or "final")
     if scored == "ema" and cfg.exp_weight is None:
         raise ValueError("eval_output=ema but exp_weight=null (no EMA); set exp_weight=0.99 or eval_output=final")
 

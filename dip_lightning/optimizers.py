@@ -32,7 +32,8 @@ class PackedAdam(torch.optim.Optimizer):
     def like(cls, adam: torch.optim.Adam, fits: int) -> "PackedAdam":
         """The same parameter groups and settings as ``adam`` (a fresh ``torch.optim.Adam``)."""
         if any(g.get("amsgrad") or g.get("maximize") for g in adam.param_groups):
-            raise ValueError("packed fits (pack > 1) support Adam without amsgrad and maximize; set them false or pack=1")
+            raise ValueError("packed fits (pack > 1) support Adam without amsgrad and maximize; set them false "
+                             "or pack=1")
         keys = ("lr", "betas", "eps", "weight_decay")
         groups = [{"params": g["params"], **{k: g[k] for k in keys}} for g in adam.param_groups]
         return cls(groups, fits, **{k: adam.defaults[k] for k in keys})

@@ -94,3 +94,35 @@ def keep_latest(out_dir: Path) -> None:
     """``ckpt_keep_all=false``: after the run, only its latest checkpoint stays (Lightning keeps the
     one a run resumed from)."""
     remove(step_checkpoints(out_dir / FOLDER)[1:], "ckpt_keep_all=false")
+
+
+def check_checkpoint(path: str | Path, module) -> None:
+    """A ``ckpt_path`` a run can resume from, else one line naming the file and what is wrong: not
+    there, a folder, not a checkpoint (unreadable, or not Lightning's), or one of another setting
+    (its tensors' names or shapes differ from this run's). Read memory-mapped: nothing is copied."""
+    import pickle
+
+    import torch
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"ckpt_path={str(path)!r} is a folder; give a checkpoint file (checkpoints/step_*.ckpt)")
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={str(path)!r} does not exist; give a checkpoint file (checkpoints/step_*.ckpt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"ckpt_path={str(path)!r} cannot be read as a checkpoint (corrupt, cut short or another "
+                         f"kind of file: {type(exc).__name__}); give a step_*.ckpt this framework wrote") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
+        raise ValueError(f"ckpt_path={str(path)!r} is not a Lightning checkpoint of a DIP run; give a step_*.ckpt "
+                         f"this framework wrote")
+    mine, theirs = module.state_dict(), ckpt["state_dict"]
+    for key, value in mine.items():
+        if key == "history":  # older checkpoints hold fewer columns (padded on load)
+            continue
+        other = theirs.get(key)
+        if other is None or tuple(other.shape) != tuple(value.shape):
+            got = "no such tensor" if other is None else f"shape {tuple(other.shape)}"
+            raise ValueError(f"ckpt_path={str(path)!r} was written by another setting ({key}: {got}, this run's "
+                             f"{tuple(value.shape)}); resume with the config it was written with")

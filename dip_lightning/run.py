@@ -32,7 +32,7 @@ from dip_lightning.outputs import fit_dir, write_json, write_outputs
 from dip_lightning.packing import PackedTask, pack_nets
 from dip_lightning.problem import Fit, build_fits
 from dip_lightning.provenance import environment
-from dip_lightning.resume import keep_latest
+from dip_lightning.resume import check_checkpoint, keep_latest
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,8 @@ def fit(cfg: DictConfig, built: Built) -> tuple[str, str | None]:
         built.logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True),
                                       "params": count_parameters(built.fits[0].net)})
     cbs = built.callbacks
+    if cfg.get("ckpt_path"):
+        check_checkpoint(cfg.ckpt_path, built.module)
     with quiet_lightning():
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=built.logger if built.logger is not None else False,
                                           callbacks=list(cbs.values()), enable_checkpointing="checkpoint" in cbs)

@@ -211,3 +211,29 @@ def test_a_job_folder_that_another_process_runs_is_left_alone(tmp_path, image_fi
     again = subprocess.run(multi, capture_output=True, text=True, timeout=300)  # the lock is free now
     assert again.returncode == 0
     assert json.loads((job / "metrics.json").read_text())["status"] == "completed" and not theirs.exists()
+
+
+def test_a_bad_checkpoint_is_one_line(compose_cfg, image_file, tmp_path):
+    """ckpt_path: a missing file, a folder, a corrupt file, a pickle that is no checkpoint, a torch
+    file that is not Lightning's, and a checkpoint of another setting: each one line naming the file."""
+    import pickle
+
+    path = image_file(20, 20, 3)
+    common = [f"image={path}", "iters=4", "input.depth=4", "ckpt_every=2", *QUIET, *TINY_NET]
+    run(compose_cfg(*common, out="first"))
+    good = tmp_path / "first" / "checkpoints" / "step_000002.ckpt"
+    assert good.is_file()
+    (tmp_path / "junk.ckpt").write_text("junk")
+    (tmp_path / "half.ckpt").write_bytes(good.read_bytes()[:2000])
+    pickle.dump({"a": 1}, open(tmp_path / "pickle.ckpt", "wb"))
+    torch.save({"state_dict": {}}, tmp_path / "torch.ckpt")
+    cases = [("none.ckpt", "does not exist"), (".", "is a folder"), ("junk.ckpt", "cannot be read as a checkpoint"),
+             ("half.ckpt", "cannot be read as a checkpoint"), ("pickle.ckpt", "cannot be read as a checkpoint"),
+             ("torch.ckpt", "is not a Lightning checkpoint")]
+    for i, (name, words) in enumerate(cases):
+        with pytest.raises((ValueError, OSError)) as info:
+            run(compose_cfg(*common, f"ckpt_path={tmp_path / name}", out=f"bad{i}"))
+        msg = str(info.value)
+        assert msg.startswith("ckpt_path=") and words in msg and "\n" not in msg, (name, msg)
+    with pytest.raises(ValueError, match=r"^ckpt_path=.* was written by another setting \(net\..*; resume with"):
+        run(compose_cfg(*common, "net.channels_down=[8,8,16]", f"ckpt_path={good}", out="other"))

@@ -64,7 +64,7 @@ def bad_cases(tmp: Path):
         ("zero iters", [f"image={img}", "iters=0"], ValueError, ["iters=0"]),
         ("unwritable output", [f"image={img}"], ValueError, ["cannot write", "afile"]),
         ("alpha without alpha", [f"image={img}", "task=inpaint", "task.mask=alpha"], ValueError, ["no alpha channel"]),
-        ("cpu_malloc", [f"image={img}", "cpu_malloc=jemalloc"], ValueError, ["cpu_malloc='jemalloc'", "reuse", "system"]),
+        ("cpu_malloc", [f"image={img}", "cpu_malloc=jemalloc"], ValueError, ["cpu_malloc=jemalloc", "reuse", "system"]),
     ], blocker
 
 
@@ -186,7 +186,7 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
 
 def test_bad_evaluation_settings_are_one_line_errors(tiny, tmp_path):
     img = write(tmp_path / "e.png", rgb8())
-    with pytest.raises(ValueError, match="eval_protocol=psnr; choose full or y_shaved"):
+    with pytest.raises(ValueError, match="^eval_protocol=psnr: should be 'full' or 'y_shaved'"):
         run(tiny(f"image={img}", "eval_protocol=psnr"))
     with pytest.raises(ValueError, match="eval_output=ema but exp_weight=null"):
         run(tiny(f"image={img}", "eval_protocol=full", "eval_output=ema", "exp_weight=null"))
@@ -235,5 +235,53 @@ def test_environment_records_the_device_that_ran(tiny, monkeypatch):
 
 def test_bad_compile_mode_is_a_one_line_error(tiny, tmp_path):
     img = write(tmp_path / "c.png", rgb8())
-    with pytest.raises(ValueError, match="compile_mode=fast; choose one of default, reduce-overhead"):
+    with pytest.raises(ValueError, match="^compile_mode=fast: should be 'default', 'reduce-overhead'"):
         run(tiny(f"image={img}", "compile=true", "compile_mode=fast"))
+
+
+BAD_VALUES = [  # (overrides, the start of the one line)
+    (["task=sr", "task.factor=1"], "task.factor=1: should be greater than or equal to 2 (allowed: the SR factor"),
+    (["task=jpeg", "task.quality=100"], "task.quality=100: should be less than or equal to 95"),
+    (["task=inpaint", "task.missing=1.5"], "task.missing=1.5: should be less than 1"),
+    (["task=deblur", "task.kernel=box"], "task.kernel=box: should be 'gaussian', 'uniform' or 'file'"),
+    (["task.sigma=abc"], "task.sigma=abc: should be a valid number"),
+    (["net.act=relu"], "net.act=relu: should be 'LeakyReLU'"),
+    (["net.channels_down=[8,0,8]"], "net.channels_down=[8, 0, 8]: should be greater than or equal to 1"),
+    (["net.need_sigmoid=1"], "net.need_sigmoid=1: should be a valid boolean"),
+    (["++net.widths=3"], "net.widths: SkipNet takes no such key (its keys: channels_down"),
+    (["net.upsample_mode=cubic"], "net.upsample_mode=cubic: should be 'bilinear' or 'nearest'"),
+    (["optim.lr=-1"], "optim.lr=-1: should be greater than 0"),
+    (["input.depth=0"], "input.depth=0: should be greater than or equal to 1"),
+    (["es.window=1"], "es.window=1: should be greater than or equal to 2"),
+    (["es.mode=halt"], "es.mode=halt: should be 'mark' or 'stop'"),
+    (["method=sgld", "method.sample_every=0"], "method.sample_every=0: should be greater than 0"),
+    (["method=selfguided", "method.samples=0"], "method.samples=0: should be greater than or equal to 1"),
+    (["exp_weight=1.0"], "exp_weight=1.0: should be less than 1"),
+    (["resize=4"], "resize=4: should be greater than or equal to 8"),
+    (["seed=1.5"], "seed=1.5: should be a valid integer"),
+    (["memory_format=nhwc"], "memory_format=nhwc: should be 'channels_last' or 'contiguous'"),
+    (["eval_protocol=y"], "eval_protocol=y: should be 'full' or 'y_shaved'"),
+    (["pack=0"], "pack=0: should be greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize("over, start", BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES])
+def test_every_group_has_a_schema_and_a_bad_value_is_one_line(tiny, over, start):
+    """dip_lightning/schema.py: a bad value anywhere is one line naming the key, the value and what is
+    allowed, before anything is built."""
+    with pytest.raises(ValueError) as info:
+        run(tiny(*over))
+    msg = str(info.value)
+    assert msg.startswith(start) and "\n" not in msg, msg
+    assert "allowed:" in msg or "takes no such key" in msg
+
+
+def test_sr_factor_1_is_refused_by_the_cli_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "dip_lightning", "task=sr", "task.factor=1", "iters=1", "logger=none",
+                           f"hydra.run.dir={tmp_path / 'r'}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "torchvision" not in line]
+    assert lines == [lines[-1]] and lines[-1].startswith("error: task.factor=1: should be greater than or equal to 2")

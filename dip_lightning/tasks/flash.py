@@ -25,6 +25,8 @@ class FlashNoFlash(Task):
         if not flash:
             raise ValueError("task=flash needs the flash photo: task.flash=path/to/flash.jpg (image= is the no-flash photo)")
         path = Path(str(flash)).expanduser()
+        if path.is_dir():
+            raise IsADirectoryError(f"task.flash={str(flash)!r} is a folder; give the flash photo's file")
         if not path.is_file():
             raise FileNotFoundError(f"task.flash={str(flash)!r} does not exist; give the path of the flash photo")
         self.register_buffer("flash", load_image(path, resize)[None])

@@ -54,6 +54,8 @@ def box_mask(height: int, width: int, box: Sequence[float]) -> torch.Tensor:
 def file_mask(path: str | Path, height: int, width: int) -> torch.Tensor:
     """A mask image: bright pixels (> 0.5) are known. Must match the image size."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"task.mask={str(path)!r} is a folder; give a mask image file or text|random|box")
     if not path.is_file():
         raise FileNotFoundError(f"mask file {str(path)!r} does not exist; give task.mask=text|random|box or a mask path")
     from dip_lightning.io import load_image
