@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for t in tasks:
         for img in images:
-            mine = [j for j in jobs if j["task"] == t and j["image"] == img]
+            mine = [j for j in jobs if j["task"] == t and j["image"] == img
+                    and j["metrics"].get("status") in ("completed", "early_stopped")]  # a failed job is not averaged
+            if not mine:
+                continue
             theirs = [] if args.no_deepinv else [deepinv_fit(j, shared) for j in mine]
             ours, ours_std = stats([j["metrics"]["psnr_final"] for j in mine])
             ema = [j["metrics"]["psnr_ema_final"] for j in mine if j["metrics"]["psnr_ema_final"] is not None]
