@@ -296,7 +296,7 @@ def test_failing_job_is_reported_and_the_others_finish(tmp_path, image_file):
     by_status = {metrics(j)["status"]: metrics(j) for j in job_dirs(sweep)}
     assert sorted(by_status) == ["completed", "failed"]
     failed = by_status["failed"]
-    assert "task.sigma=-1 is negative" in failed["reason"] and "task.sigma=-1" in failed["overrides"]
+    assert "task.sigma=-1: should be greater than or equal to 0" in failed["reason"] and "task.sigma=-1" in failed["overrides"]
     assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_params"] == {"task.sigma": 25}
     assert [r["status"] for r in summary_rows(sweep)] == ["completed", "failed"]  # failed jobs sort last
 
