@@ -308,7 +308,7 @@ def test_single_run_failure_exits_nonzero_with_failed_metrics(tmp_path, image_fi
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     m = metrics(out)
-    assert m["status"] == "failed" and m["reason"].startswith("ValueError: task.sigma=-1 is negative")
+    assert m["status"] == "failed" and m["reason"].startswith("ValueError: task.sigma=-1: should be greater than or equal to 0")
 
 
 # --- collect.py on a hand-made layout ------------------------------------------------------------
