@@ -27,8 +27,10 @@ from dip_lightning.multirun import stop_with_parent
 from dip_lightning.outputs import write_json
 from dip_lightning.overrides import NOT_COMPUTED, image_name
 from dip_lightning.run import run
+from dip_lightning.search import register as register_sweeper
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+register_sweeper()  # hydra/sweeper=dip_optuna (dip_lightning/search/)
 
 # ``${dip_not:${deterministic}}``: e.g. cuDNN autotuning (trainer.benchmark) unless the run must be deterministic
 OmegaConf.register_new_resolver("dip_not", lambda value: not bool(value), replace=True)
@@ -89,11 +91,17 @@ SPAWNED_BY_MULTIRUN = (*POOL_LAUNCHERS, "submitit_local")
 log = logging.getLogger(__name__)
 
 
-def objective(metrics: dict) -> float:
-    """``psnr_best`` (ground truth) else ``psnr_obs_final``; -inf when missing or not finite."""
-    value = metrics.get("psnr_best")
-    if value is None:
-        value = metrics.get("psnr_obs_final")
+def objective(metrics: dict, key: str | None = None) -> float | dict:
+    """The sweep objective: ``metrics[key]`` (a search names it: ``optuna.objective``), else
+    ``psnr_best`` (ground truth) or ``psnr_obs_final``; -inf when missing or not finite. A trial the
+    search's pruner stopped returns ``{"state": "pruned", "step": …}`` (the sweeper tells the study)."""
+    if metrics.get("status") == "pruned":
+        return {"state": "pruned", "step": metrics.get("iters_done")}
+    value = metrics.get(key) if key else None
+    if value is None and not key:
+        value = metrics.get("psnr_best")
+        if value is None:
+            value = metrics.get("psnr_obs_final")
     if value is None or not math.isfinite(float(value)):
         return float("-inf")
     return float(value)
@@ -175,7 +183,7 @@ def job(cfg: DictConfig, out_dir: Path, hc, launcher: str | None, slot: tuple | 
     done = completed_metrics(out_dir, overrides) if cfg.get("skip_completed") else None
     if done is not None:  # a relaunch of the sweep: this job already completed
         log.info("skipped (completed before): %s", out_dir)
-        return objective(done)
+        return objective(done, search_objective(cfg))
     try:
         given = cfg.get("ckpt_path")
         ckpt = resume.prepare(out_dir, computed_config(cfg), int(cfg.get("ckpt_every") or 0),
@@ -203,7 +211,13 @@ def job(cfg: DictConfig, out_dir: Path, hc, launcher: str | None, slot: tuple | 
     finally:
         if slot is not None:
             gpu_slots.write_slot_record(out_dir, *slot, start=started, end=time.time())
-    return objective(metrics)
+    return objective(metrics, search_objective(cfg))
+
+
+def search_objective(cfg: DictConfig) -> str | None:
+    """The metric a search's trial is scored by (``optuna.objective``), or None outside a search."""
+    trial = cfg.get("optuna")
+    return None if trial is None else trial.get("objective")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ QUIET = ["logger=none", "trainer.enable_progress_bar=false", "snapshot_every=0"]
 #: flat 'a.b' keys and of overrides): a finished job is skipped, a checkpoint resumed from, and a
 #: report groups jobs, regardless of them
 NOT_COMPUTED = ("skip_completed", "threads", "hydra", "logger", "trainer.enable_progress_bar", "progress_every",
-                "paths.", "ckpt_")
+                "paths.", "ckpt_", "optuna")
 
 _PLAIN = re.compile(r"^[\w./:\-+@]*$")
 

@@ -107,6 +107,12 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, fits: int = 1) -> dict[str, 
     }
     if cfg.get("es"):
         cbs["es"] = instantiate(cfg.es)
+    trial = cfg.get("optuna")
+    if trial is not None and trial.get("trial") is not None:  # a search's trial: report its curve, stop if pruned
+        from dip_lightning.search.pruning import TrialReporter
+
+        cbs["pruning"] = TrialReporter(trial.trial, trial.study, trial.storage, trial.get("objective") or "psnr_best")
+        cbs["curves"].listeners.append(cbs["pruning"])
     if int(cfg.get("ckpt_every") or 0) > 0:
         cbs["checkpoint"] = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step_{step:06d}",
                                             auto_insert_metric_name=False, every_n_train_steps=int(cfg.ckpt_every),
@@ -133,6 +139,8 @@ def fit(cfg: DictConfig, built: Built) -> tuple[str, str | None]:
     es, diverged = cbs.get("es"), cbs["divergence"].reason
     if diverged:
         return "diverged", diverged
+    if "pruning" in cbs and cbs["pruning"].pruned_at is not None:
+        return "pruned", f"the search's pruner stopped the trial at step {cbs['pruning'].pruned_at}"
     return ("early_stopped" if (es is not None and es.stopped) else "completed"), None
 
 
@@ -169,7 +177,7 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> d
         if "checkpoint" in built.callbacks and not cfg.get("ckpt_keep_all", True):
             keep_latest(out_dir)
         if reason:
-            log.error(reason)
+            (log.info if status == "pruned" else log.error)(reason)
         log_summary(built.logger, results["metrics"])
     finally:
         finish_logger(built.logger)

@@ -132,11 +132,14 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
                   f"seeds' spread).", ""]
     if fixed and len(jobs) > 1:
         lines += ["Fixed: " + " ".join(f"`{k}={v}`" for k, v in fixed.items()), ""]
-    results = sweep / "optimization_results.yaml"
+    results = sweep / "optuna_best.yaml"  # a search's (dip_lightning/search/results.py)
     if results.is_file():
         best = yaml.safe_load(results.read_text()) or {}
-        lines += [f"Optuna best: {best.get('best_value')} with {best.get('best_params')}", ""]
+        lines += [f"Search best: trial {best.get('best_trial')}, {best.get('best_value')}; run it again with "
+                  f"`{best.get('overrides')}`", ""]
     sections = [("Groups", tables.group_markdown(groups, metric))]
+    if (sweep / "search.md").is_file():  # every trial of the study, pruned ones marked
+        sections.append(("Search trials", "\n".join((sweep / "search.md").read_text().splitlines()[2:])))
     if varies:
         sections.append(("Per image", tables.image_markdown(per_image, metric, bool(suite))))
     sections.append(("Not counted", tables.failed_markdown(fits + missing, metric)))
@@ -151,7 +154,10 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
     shown = figures.plot_grid(fits, metric, sweep / "grid.png", eval_output)
     html.write_html(sweep / "report.html", f"Sweep {sweep.name}", [("Summary", "\n".join(lines))] + sections,
                     [("PSNR curves", sweep / "curves.png"), (f"Images ({shown})" if shown else "Images", sweep / "grid.png"),
-                     (f"{metric} per job", sweep / "summary.png")], html.command_line(sweep), html.environment(sweep))
+                     (f"{metric} per job", sweep / "summary.png")]
+                    + [(name, sweep / f) for name, f in (("Search: objective against each parameter", "search_params.png"),
+                                                          ("Search: the trials' curves", "search_curves.png"))
+                       if (sweep / f).is_file()], html.command_line(sweep), html.environment(sweep))
     if html.uses_wandb(sweep):
         logged = {"summary": (["group", "n", "mean", "std", "seeds", "images"],
                               [[g["group"], g["n"], g["mean"], g["std"], g["seeds"], g["images"]] for g in groups])}

@@ -19,6 +19,7 @@ class CurveLogger(pl.Callback):
         self.flushed = 0
         self.best: list[float] = []  # per fit
         self.latest: dict[str, float] = {}  # last flushed row (read by the progress bar)
+        self.listeners: list = []  # objects whose rows(trainer, steps, rows) gets each flushed chunk (a search's trial)
 
     def on_train_start(self, trainer, module) -> None:
         self.flushed = module.rows_done
@@ -40,6 +41,8 @@ class CurveLogger(pl.Callback):
         rows = module.history[self.flushed:n].cpu().tolist()  # (rows, fields, fits)
         steps = module.eval_steps[self.flushed:n]
         self.flushed = n
+        for listener in self.listeners:
+            listener.rows(trainer, steps, rows)
         k = module.fits
         if len(self.best) != k:
             self.best = [-math.inf] * k

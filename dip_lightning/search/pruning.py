@@ -1,0 +1,54 @@
+"""The job side of a search: report the objective's curve to the trial and stop when the pruner says so.
+
+``TrialReporter`` is handed each chunk of metric rows that ``CurveLogger`` has just moved to the
+host (every ``log_every`` steps), so reporting adds no host synchronisation to the step. For each
+row it reports the objective's value at that step (``psnr_best``: the best PSNR so far;
+``psnr_ema_final``: the EMA's PSNR; other objectives, e.g. a protocol's ``psnr_eval``, which exists
+only at the end: the iterate's PSNR), the mean over packed fits; then it asks the pruner once and,
+if the trial should stop, ends the fit (``status: pruned`` in metrics.json, with ``iters_done``).
+"""
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+
+from dip_lightning.search.storage import make_pruner, open_storage
+
+CURVE_OF = {"psnr_ema_final": "psnr_ema/gt"}  # the curve whose rows stand for an objective (default psnr/gt)
+
+
+class TrialReporter(pl.Callback):
+    """Reports to trial ``trial`` of ``study`` in ``storage``; ``pruned_at`` is the step it stopped at."""
+
+    def __init__(self, trial: int, study: str, storage: str, objective: str = "psnr_best"):
+        import optuna
+
+        self.objective = str(objective)
+        self.curve = CURVE_OF.get(self.objective, "psnr/gt")
+        store = open_storage(str(storage))
+        probe = optuna.load_study(study_name=str(study), storage=store)
+        self.study = optuna.load_study(study_name=str(study), storage=store,
+                                       pruner=make_pruner(probe.user_attrs.get("pruner")))
+        trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(str(study)), int(trial))
+        self.trial = optuna.trial.Trial(self.study, trial_id)  # the sweeper's trial (study.ask() would make a new one)
+        self.best = -math.inf
+        self.pruned_at: int | None = None
+
+    def rows(self, trainer: pl.Trainer, steps: list[int], rows: list) -> None:
+        """Called by ``CurveLogger.flush`` with the rows it moved to the host: (fields, fits) each."""
+        from dip_lightning.history import FIELDS
+
+        col = FIELDS.index(self.curve)
+        for step, row in zip(steps, rows):
+            vals = [v for v in row[col] if math.isfinite(v)]
+            if not vals:
+                continue
+            value = sum(vals) / len(vals)
+            if self.objective == "psnr_best":
+                self.best = max(self.best, value)
+                value = self.best
+            self.trial.report(value, int(step))
+        if self.pruned_at is None and self.trial.should_prune():
+            self.pruned_at = int(trainer.global_step)
+            trainer.should_stop = True
