@@ -220,3 +220,29 @@ def test_the_search_benchmark_compares_a_pruned_search_with_the_full_one(tmp_pat
     steps = sum(metrics(p)["iters_done"] for p in trial_dirs(tmp_path / "camera" / "pruned"))
     assert rows["pruned"]["steps"] == steps
     assert "| camera | pruned |" in (tmp_path / "search_benchmark.md").read_text()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_killed_search_relaunched_into_its_folder_ends_with_n_trials(tmp_path, image_file):
+    """SIGKILL of the search while its second trial runs; the same command again: the finished
+    trial is not rerun, the killed one is failed (stale) and its budget rerun: 2 counted trials."""
+    import signal
+    import time
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "dip_lightning", "-m", "hparams_search=optuna_lr", f"image={image_file(16, 16, 3)}",
+           *TINY, "iters=400", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (sweep / "trial_0001" / "environment.json").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    first = (sweep / "trial_0000" / "metrics.json").stat().st_mtime_ns
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert subprocess.run(cmd, capture_output=True, timeout=600).returncode == 0
+    study = study_of(sweep)
+    assert [t.state.name for t in counted(study)] == ["COMPLETE", "COMPLETE"]
+    assert study.get_trials()[1].user_attrs.get("stale") and study.get_trials()[1].state.name == "FAIL"
+    assert (sweep / "trial_0000" / "metrics.json").stat().st_mtime_ns == first
+    assert metrics(sweep / "trial_0002")["status"] == "completed"
