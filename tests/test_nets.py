@@ -124,7 +124,7 @@ def test_compiled_upsample_has_no_scatter():
 
     for mode in ("bilinear", "nearest"):
         kw = {"align_corners": False} if mode == "bilinear" else {}
-        stock = traced(lambda t: F.interpolate(t, scale_factor=2, mode=mode, **kw))
+        stock = traced(lambda t, mode=mode, kw=kw: F.interpolate(t, scale_factor=2, mode=mode, **kw))
         assert "index_put" in stock, mode  # what the test guards against
         assert "index_put" not in traced(Upsample(mode)), mode
 

@@ -60,7 +60,7 @@ def conv_peak(net, z, device: str, precision: str, repeats: int) -> dict:
         x = torch.randn(shape, device=device).contiguous(memory_format=fmt).requires_grad_()
         grad: list[torch.Tensor] = []
 
-        def once() -> None:
+        def once(x=x, conv=conv, grad=grad, fmt=fmt) -> None:  # (bound: this layout's tensors)
             x.grad = None
             conv.zero_grad(set_to_none=True)
             with autocast(dev_type, precision):
@@ -105,7 +105,7 @@ def conv_floor(net, z, device: str, precision: str, repeats: int) -> dict:
             with autocast(dev_type, precision):
                 grad = torch.randn_like(conv(x))
 
-            def once() -> None:
+            def once(x=x, conv=conv, grad=grad) -> None:  # (bound: this layout's tensors)
                 x.grad = None
                 conv.zero_grad(set_to_none=True)
                 with autocast(dev_type, precision):

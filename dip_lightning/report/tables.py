@@ -116,7 +116,7 @@ def missing_rows(rows: list[FitRow], images: list[str] | None) -> list[FitRow]:
     if not images:
         return []
     out = []
-    for label, members in groups_of(rows).items():
+    for members in groups_of(rows).values():
         have = {(r.image, r.seed) for r in members}
         seeds = sorted({r.seed for r in members}, key=seed_key)
         for image in sorted(set(images), key=natural_key):

@@ -38,7 +38,7 @@ class PhysicsTask(Task):
     def __init__(self, physics: Any, size: int | Sequence[int] | None = None, channels: int | None = None,
                  complex: bool | None = None):
         super().__init__()
-        self._dinv  # deepinv is needed from here on: a clear ImportError when it is missing
+        _ = self._dinv  # deepinv is needed from here on: a clear ImportError when it is missing
         if physics is None:
             raise ValueError("task=physics needs task.physics: a deepinv physics config node with its _target_ "
                              "(see configs/task/deepinv_*.yaml), or restore(..., physics=obj)")
