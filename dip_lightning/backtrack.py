@@ -121,7 +121,9 @@ class Backtracker:
         if not steps:
             return
         any_good = good.any()
-        for c, saved in zip(steps, self.steps):
+        for i, (c, saved) in enumerate(zip(steps, self.steps)):
+            if saved.device != c.device:  # a checkpoint's counters, on the host, for counters now on the GPU
+                saved = self.steps[i] = saved.to(c.device)
             if c.device != any_good.device:  # counters on the host, good on the GPU (optim.fused=false):
                 continue  # reading good would sync every step; the count goes on
             c.copy_(torch.where(good if c.shape == good.shape else any_good, c, saved))

@@ -30,6 +30,8 @@ from dip_lightning.run import run
 from dip_lightning.search import register as register_sweeper
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+MULTIRUN_PID = "DIP_LIGHTNING_MULTIRUN_PID"  # the pid of the process that launched the jobs (the first to import this)
+os.environ.setdefault(MULTIRUN_PID, str(os.getpid()))
 register_sweeper()  # hydra/sweeper=dip_optuna (dip_lightning/search/)
 
 # ``${dip_not:${deterministic}}``: e.g. cuDNN autotuning (trainer.benchmark) unless the run must be deterministic
@@ -178,8 +180,8 @@ def job(cfg: DictConfig, out_dir: Path, hc, launcher: str | None, slot: tuple | 
     ``launcher``: the multirun's (None for a single run)."""
     multirun, overrides = launcher is not None, list(hc.overrides.task)
     started = time.time()
-    if launcher in SPAWNED_BY_MULTIRUN:  # a multirun killed outright (SIGKILL, OOM) leaves no job running
-        stop_with_parent()
+    if launcher in SPAWNED_BY_MULTIRUN and os.environ.get(MULTIRUN_PID) != str(os.getpid()):
+        stop_with_parent()  # a spawned job stops when its multirun dies (SIGKILL, OOM); one run in-process does not
     done = completed_metrics(out_dir, overrides) if cfg.get("skip_completed") else None
     if done is not None:  # a relaunch of the sweep: this job already completed
         log.info("skipped (completed before): %s", out_dir)

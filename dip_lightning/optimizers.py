@@ -12,6 +12,8 @@ the restored fits' t must go back and the others' must not, so here t is a lengt
 tensor and each block gets its own fit's bias corrections. A packed fit then follows its lone run
 (``torch.optim.Adam``) step for step, restores included (``dip_lightning.backtrack`` puts each
 fit's t back with its moments). ``make_optimizer`` uses it in place of ``torch.optim.Adam`` when K > 1.
+(One exception: with ``optim.fused=false`` on a GPU a lone run's step counter lives on the host and
+is not put back on a restore, to keep the step free of host reads; a packed fit's is.)
 """
 from __future__ import annotations
 
@@ -31,9 +33,9 @@ class PackedAdam(torch.optim.Optimizer):
     @classmethod
     def like(cls, adam: torch.optim.Adam, fits: int) -> "PackedAdam":
         """The same parameter groups and settings as ``adam`` (a fresh ``torch.optim.Adam``)."""
-        if any(g.get("amsgrad") or g.get("maximize") for g in adam.param_groups):
-            raise ValueError("packed fits (pack > 1) support Adam without amsgrad and maximize; set them false "
-                             "or pack=1")
+        if any(g.get("amsgrad") or g.get("maximize") or g.get("decoupled_weight_decay") for g in adam.param_groups):
+            raise ValueError("packed fits (pack > 1) support Adam without amsgrad, maximize and "
+                             "decoupled_weight_decay; set them false or pack=1")
         keys = ("lr", "betas", "eps", "weight_decay")
         groups = [{"params": g["params"], **{k: g[k] for k in keys}} for g in adam.param_groups]
         return cls(groups, fits, **{k: adam.defaults[k] for k in keys})

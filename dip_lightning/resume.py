@@ -119,10 +119,10 @@ def check_checkpoint(path: str | Path, module) -> None:
                          f"this framework wrote")
     mine, theirs = module.state_dict(), ckpt["state_dict"]
     for key, value in mine.items():
-        if key == "history":  # older checkpoints hold fewer columns (padded on load)
+        if key == "history" or not torch.is_tensor(value):  # older histories are padded on load; extra states
             continue
         other = theirs.get(key)
-        if other is None or tuple(other.shape) != tuple(value.shape):
+        if other is None or not torch.is_tensor(other) or tuple(other.shape) != tuple(value.shape):
             got = "no such tensor" if other is None else f"shape {tuple(other.shape)}"
             raise ValueError(f"ckpt_path={str(path)!r} was written by another setting ({key}: {got}, this run's "
                              f"{tuple(value.shape)}); resume with the config it was written with")

@@ -295,7 +295,8 @@ def validate(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or node.get("_target_") is None:
             continue
-        model = SCHEMAS.get(str(node.get("_target_")).rsplit(".", 1)[-1])
-        if model is None:
+        target = str(node.get("_target_"))
+        model = SCHEMAS.get(target.rsplit(".", 1)[-1]) if target.startswith(("dip_lightning.", "torch.optim.")) else None
+        if model is None:  # a user's own class: its constructor checks its arguments
             continue
         check(OmegaConf.to_container(node, resolve=True), model, f"{group}.")

@@ -195,3 +195,16 @@ def test_complex_physics_get_their_own_step_and_explicit_values_win(compose_cfg)
     assert cfg.optim.lr == 0.003
     inpaint = dinv.physics.Inpainting(img_size=(1, 24, 24), mask=0.5)
     assert DIPReconstructor(iters=3).config(inpaint).optim.lr == 0.01
+
+
+def test_restore_with_an_mri_physics_object_takes_the_complex_step(tmp_path):
+    import yaml
+
+    from dip_lightning.api import restore
+
+    physics = dinv.physics.MRI(mask=torch.ones(1, 24, 24), img_size=(2, 24, 24))
+    _, m = restore("camera", physics=physics, iters=2, output_dir=tmp_path / "r", logger="none",
+                   **{"task.size": 24, "task.channels": 1, "trainer.enable_progress_bar": False}, **TINY)
+    cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert m["status"] == "completed" and cfg["task"]["complex"] is True
+    assert (cfg["optim"]["lr"], cfg["reg_noise_std"], cfg["tv_weight"]) == (0.005, 0.0, 0.01)

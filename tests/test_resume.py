@@ -237,3 +237,7 @@ def test_a_bad_checkpoint_is_one_line(compose_cfg, image_file, tmp_path):
         assert msg.startswith("ckpt_path=") and words in msg and "\n" not in msg, (name, msg)
     with pytest.raises(ValueError, match=r"^ckpt_path=.* was written by another setting \(net\..*; resume with"):
         run(compose_cfg(*common, "net.channels_down=[8,8,16]", f"ckpt_path={good}", out="other"))
+    # a method with extra (non-tensor) state in its checkpoint resumes: the check skips such entries
+    run(compose_cfg(*common, "method=sgld", out="sgld"))
+    sgld = tmp_path / "sgld" / "checkpoints" / "step_000002.ckpt"
+    assert run(compose_cfg(*common, "method=sgld", f"ckpt_path={sgld}", out="sgld2"))["metrics"]["status"] == "completed"

@@ -60,6 +60,7 @@ def test_the_search_space_takes_hydras_sweep_syntax():
 class _Trainer:
     should_stop = False
     global_step = 30
+    max_steps = 1000
 
 
 def test_a_falling_curve_is_pruned_and_a_rising_one_is_not(tmp_path):
@@ -92,6 +93,11 @@ def test_a_falling_curve_is_pruned_and_a_rising_one_is_not(tmp_path):
         assert max(trial.number for trial in study.get_trials()) == trial.number  # no new trial was made
         assert study.get_trials()[trial.number].intermediate_values[30] == max(values)  # the best so far
     assert verdicts == {"falling": (True, 30), "rising": (False, None)}
+    trial = study.ask()  # the same falling curve at the fit's last step: a finished trial is not pruned
+    reporter, trainer = TrialReporter(trial.number, "s", url), _Trainer()
+    trainer.max_steps = 30
+    reporter.rows(trainer, [10, 20, 30], rows([18.0, 17.0, 16.0]))
+    assert (trainer.should_stop, reporter.pruned_at) == (False, None)
 
 
 def test_a_pruned_search_writes_its_trials_and_what_it_found(tmp_path, image_file):

@@ -49,6 +49,7 @@ class TrialReporter(pl.Callback):
                 self.best = max(self.best, value)
                 value = self.best
             self.trial.report(value, int(step))
-        if self.pruned_at is None and self.trial.should_prune():
+        last = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
+        if self.pruned_at is None and not last and self.trial.should_prune():  # (a finished trial is not pruned)
             self.pruned_at = int(trainer.global_step)
             trainer.should_stop = True

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -86,18 +87,23 @@ class Heartbeat:
             self._touch()
 
     def alive(self, owner: str | None) -> bool:
+        """Whether sweeper ``owner`` still runs: on this machine its process says; elsewhere its
+        heartbeat file (journal storage) or, for an RDB storage, Optuna's own heartbeat decides."""
         if owner == self.owner:
             return True
-        if owner is None or self.folder is None:
+        if owner is None:
             return False
         host, pid, _ = (owner.split(":") + ["", "", ""])[:3]
-        if host == socket.gethostname() and pid.isdigit():  # on this machine the process itself tells
+        if host == socket.gethostname() and pid.isdigit():
             try:
                 os.kill(int(pid), 0)
             except ProcessLookupError:
                 return False
             except PermissionError:
                 pass
+            return True
+        if self.folder is None:
+            return True
         beat = self.folder / owner.replace(":", "_")
         return beat.is_file() and time.time() - beat.stat().st_mtime < STALE_S
 
@@ -149,11 +155,18 @@ class DIPOptunaSweeper(Sweeper):
 
     def _fail_stale(self, study, storage, beat: Heartbeat) -> None:
         """Trials left running by a sweeper that is gone: failed, marked ``stale`` (not counted)."""
+        import optuna
         from optuna.trial import TrialState
 
         sid = storage.get_study_id_from_name(study.study_name)
+        if beat.folder is None:  # an RDB storage: its heartbeat fails the trials of dead processes
+            optuna.storages.fail_stale_trials(study)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if not beat.alive(t.user_attrs.get("sweeper")):
+            owner = t.user_attrs.get("sweeper")
+            young = t.datetime_start is not None and (datetime.now() - t.datetime_start).total_seconds() < STALE_S
+            if owner is None and young:  # just asked by a sweeper that has not signed it yet
+                continue
+            if not beat.alive(owner):
                 log.warning("trial %d was left running by a sweeper that stopped: marked failed, its budget rerun",
                             t.number)
                 tid = storage.get_trial_id_from_study_id_trial_number(sid, t.number)
