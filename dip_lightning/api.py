@@ -45,10 +45,10 @@ def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise"
     ``fit_size="crop"``) and the metrics dict (also written to ``<output_dir>/metrics.json``).
     """
     ov = {"task": "physics" if physics is not None else task, "cpu_malloc": "system", **overrides}
-    if physics is not None and "task.complex" not in ov:  # the step follows the data (dip_lightning/steps.py)
-        from dip_lightning.tasks.physics import PhysicsTask
+    if physics is not None:  # the step follows the data (dip_lightning/steps.py); the caller's keys win
+        from dip_lightning.steps import overrides_for
 
-        ov["task.complex"] = PhysicsTask.physics_is_complex(physics)
+        ov = {**overrides_for(physics), **ov}
     if "output_dir" in ov:
         ov["paths.output_dir"] = str(ov.pop("output_dir"))
     tensor = None

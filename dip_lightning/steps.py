@@ -1,18 +1,21 @@
-"""The optimisation step a task's data need: the paper's for images, another for complex data.
+"""The optimisation step a task's data need: the paper's for images, other ones for MRI and CT.
 
 ``optim.lr``, ``reg_noise_std`` and ``tv_weight`` default to ``${dip_task_step:KEY,PAPER_VALUE}``:
 the paper's value, unless the task's image is complex (``task.complex``, or deepinv's MRI physics as
-``task.physics``), where ``COMPLEX_STEP`` holds. An explicit value (command line, experiment
-preset, API keyword) replaces the interpolation, so it always wins.
+``task.physics``: ``COMPLEX_STEP``) or its physics is a tomography (``CT_STEP``). An explicit value
+(command line, experiment preset, API keyword) replaces the interpolation, so it always wins. For a
+physics *object* (``restore(physics=...)``, ``DIPReconstructor``), ``overrides_for`` gives the same.
 
-Why (measured on deepinv's single-coil MRI ×4, 64², 300 steps, ``scripts/compare_deepinv.py``
-and the README's deepinv section): a complex image is painted by a linear output (no sigmoid), and
-the paper's step does not suit it: lr 0.01 with no input jitter diverges (50 backtracks within
-100 steps), with the jitter 1/30 it ends below the zero-filled A^T y (astronaut 14.93 against
-15.90 dB). With lr 0.005 and no jitter the fit is stable but fills the unmeasured k-space with
-high-frequency texture (astronaut 15.30 dB); a TV term λ·TV(x̂) removes it. Real-valued physics
-(CT with 30 angles, inpainting, blur) keep the paper's step: on CT the jitter is what keeps the
-fit off the sinogram's noise (camera EMA 20.75 dB with it, 17.01 without, A^T y 12.63).
+Why (deepinv physics at 64², ``scripts/compare_deepinv.py``; the README's deepinv section has the
+table): a complex image is painted by a linear output (no sigmoid), and the paper's step does not
+suit it: lr 0.01 with no input jitter diverges (50 backtracks within 100 steps), with the jitter
+1/30 it ends below the zero-filled A^T y (astronaut 14.93 against 15.90 dB at 300 steps). With
+lr 0.005 and no jitter the fit is stable but fills the unmeasured k-space with high-frequency
+texture (astronaut 15.35 dB at 1000 steps); a TV term λ·TV(x̂), λ = 0.01, removes it (16.22 dB;
+λ = 0.03: 16.02). Sparse-angle CT (30 angles) keeps the paper's step, whose input jitter keeps the
+first few hundred steps off the sinogram's noise, but by 1000 steps the fit has followed the noise
+(coffee EMA 12.24 dB against A^T y 14.82; rocket 12.64 against 21.50); λ = 0.05 holds it there
+(18.67 and 23.85 dB; λ = 0.01: 19.10 and 21.12). Inpainting and blur keep the paper's step.
 """
 from __future__ import annotations
 
@@ -20,11 +23,21 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-#: the step for complex images (linear output): see the module docstring
+#: the step for complex images (linear output), and for tomography: see the module docstring
 COMPLEX_STEP = {"optim.lr": 0.005, "reg_noise_std": 0.0, "tv_weight": 0.01}
+CT_STEP = {"tv_weight": 0.05}
 
 #: deepinv physics whose image is complex (the classes' names; PhysicsTask checks the class itself)
 COMPLEX_PHYSICS = ("MRI", "MultiCoilMRI", "DynamicMRI", "SequentialMRI", "MRIMixin")
+#: deepinv's tomography physics
+CT_PHYSICS = ("Tomography",)
+
+
+def physics_name(task: Any) -> str:
+    """The class name of a task config's ``physics`` node ('' when there is none)."""
+    physics = task.get("physics") if (task is not None and hasattr(task, "get")) else None
+    target = physics.get("_target_") if (physics is not None and hasattr(physics, "get")) else None
+    return "" if target is None else str(target).rsplit(".", 1)[-1]
 
 
 def task_is_complex(task: Any) -> bool:
@@ -35,15 +48,25 @@ def task_is_complex(task: Any) -> bool:
     flag = task.get("complex")
     if flag is not None:
         return bool(flag)
-    physics = task.get("physics")
-    target = physics.get("_target_") if (physics is not None and hasattr(physics, "get")) else None
-    return target is not None and str(target).rsplit(".", 1)[-1] in COMPLEX_PHYSICS
+    return physics_name(task) in COMPLEX_PHYSICS
 
 
 def task_step(key: str, paper: Any, _root_: Any = None) -> Any:
-    """``${dip_task_step:KEY,PAPER}``: ``COMPLEX_STEP[KEY]`` for a complex task, else ``PAPER``."""
+    """``${dip_task_step:KEY,PAPER}``: the complex or CT step's value of KEY for such a task, else ``PAPER``."""
     task = _root_.get("task") if _root_ is not None else None
-    return COMPLEX_STEP[key] if (key in COMPLEX_STEP and task_is_complex(task)) else paper
+    step = COMPLEX_STEP if task_is_complex(task) else CT_STEP if physics_name(task) in CT_PHYSICS else {}
+    return step.get(key, paper)
+
+
+def overrides_for(physics: Any) -> dict[str, Any]:
+    """For a deepinv physics object: ``task.complex`` from its class, and the CT step's values for
+    a tomography (the caller's own overrides go over these)."""
+    from dip_lightning.tasks.physics import PhysicsTask
+
+    found: dict[str, Any] = {"task.complex": PhysicsTask.physics_is_complex(physics)}
+    if type(physics).__name__ in CT_PHYSICS:
+        found.update(CT_STEP)
+    return found
 
 
 OmegaConf.register_new_resolver("dip_task_step", task_step, replace=True)

@@ -185,7 +185,9 @@ def test_complex_physics_get_their_own_step_and_explicit_values_win(compose_cfg)
 
     mri, ct = compose_cfg("task=deepinv_mri"), compose_cfg("task=deepinv_ct")
     assert (mri.optim.lr, mri.reg_noise_std, mri.tv_weight) == (0.005, 0.0, 0.01)
-    assert (ct.optim.lr, ct.reg_noise_std, ct.tv_weight) == (0.01, 0.0333, 0.0)
+    assert (ct.optim.lr, ct.reg_noise_std, ct.tv_weight) == (0.01, 0.0333, 0.05)  # the paper's step and TV
+    blur = compose_cfg("task=deepinv_blur")
+    assert (blur.optim.lr, blur.reg_noise_std, blur.tv_weight) == (0.01, 0.0333, 0.0)
     mine = compose_cfg("task=deepinv_mri", "optim.lr=0.02", "reg_noise_std=0.01")
     assert (mine.optim.lr, mine.reg_noise_std, mine.tv_weight) == (0.02, 0.01, 0.01)
     physics = dinv.physics.MRI(mask=torch.ones(1, 24, 24), img_size=(2, 24, 24))
@@ -195,6 +197,9 @@ def test_complex_physics_get_their_own_step_and_explicit_values_win(compose_cfg)
     assert cfg.optim.lr == 0.003
     inpaint = dinv.physics.Inpainting(img_size=(1, 24, 24), mask=0.5)
     assert DIPReconstructor(iters=3).config(inpaint).optim.lr == 0.01
+    ct = dinv.physics.Tomography(angles=8, img_width=24)
+    assert DIPReconstructor(iters=3).config(ct).tv_weight == 0.05
+    assert DIPReconstructor(iters=3, tv_weight=0.0).config(ct).tv_weight == 0.0
 
 
 def test_restore_with_an_mri_physics_object_takes_the_complex_step(tmp_path):

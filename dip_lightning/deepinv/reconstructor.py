@@ -31,7 +31,7 @@ class DIPReconstructor(Reconstructor):
         overrides: ``dip-restore``'s keys, e.g. ``net="skip"``, ``**{"optim.lr": 0.01}``,
             ``**{"task.complex": True}``; ``task`` is always ``physics``. The step (lr, input
             jitter, TV) follows the physics' data (``dip_lightning.steps``: complex MRI data get
-            lr 0.005, no jitter and a TV term) unless these set it.
+            lr 0.005, no jitter and TV 0.01; tomography TV 0.05) unless these set it.
     """
 
     def __init__(self, iters: int = 3000, seed: int = 0, output: str = "ema", device: str = "cpu",
@@ -47,10 +47,9 @@ class DIPReconstructor(Reconstructor):
         """The composed config; with ``physics``, ``task.complex`` from its class (MRI: complex),
         so the step suits its data (``dip_lightning.steps``) unless an override says otherwise."""
         from dip_lightning.api import compose_config
-        from dip_lightning.tasks.physics import PhysicsTask
+        from dip_lightning.steps import overrides_for
 
-        found = {} if physics is None or "task.complex" in self.overrides else \
-            {"task.complex": PhysicsTask.physics_is_complex(physics)}
+        found = {} if physics is None else overrides_for(physics)
         return compose_config({"task": "physics", **CALL_OVERRIDES, **found, **self.overrides,
                                "iters": self.iters, "seed": self.seed})
 
