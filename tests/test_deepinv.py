@@ -184,7 +184,7 @@ def test_complex_physics_get_their_own_step_and_explicit_values_win(compose_cfg)
     from dip_lightning.deepinv import DIPReconstructor
 
     mri, ct = compose_cfg("task=deepinv_mri"), compose_cfg("task=deepinv_ct")
-    assert (mri.optim.lr, mri.reg_noise_std, mri.tv_weight) == (0.005, 0.0, 0.01)
+    assert (mri.optim.lr, mri.reg_noise_std, mri.tv_weight, mri.backtrack_db) == (0.005, 0.0, 0.01, None)
     assert (ct.optim.lr, ct.reg_noise_std, ct.tv_weight) == (0.01, 0.0333, 0.05)  # the paper's step and TV
     blur = compose_cfg("task=deepinv_blur")
     assert (blur.optim.lr, blur.reg_noise_std, blur.tv_weight) == (0.01, 0.0333, 0.0)
