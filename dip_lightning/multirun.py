@@ -80,6 +80,34 @@ def stop_with_parent(parent: int | None = None, every_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
 
 
+class TermGuard:
+    """SIGTERM while a run lasts (``with TermGuard() as guard``, in the main thread): the first one
+    stops the run, at once, or, while ``guard.quiet`` (inside Lightning's fit, whose own handler then
+    ends the loop at the step's end; while the outputs are written), after that; a later one changes
+    nothing. A forwarded signal and the parent-death watchdog's can both arrive, and a second
+    SIGTERM must not kill a job while it writes its outputs."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.quiet = False
+        self._old = None
+
+    def __enter__(self) -> "TermGuard":
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame) -> None:
+        first, self.received = not self.received, True
+        if first and not self.quiet:
+            raise SystemExit(128 + signum)
+
+    def __exit__(self, *exc) -> bool:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
+
+
 def record_command(folder: Path, script: str, argv: list[str]) -> None:
     """Add the script's command line to ``folder/command.txt``, one line per launch into the folder
     (a resumed sweep's report shows every command that ran in it)."""

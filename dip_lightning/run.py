@@ -26,6 +26,7 @@ from dip_lightning.data import step_loader
 from dip_lightning.instantiate import instantiate
 from dip_lightning.loggers import build_logger, finish_logger, log_summary, quiet_lightning
 from dip_lightning.module import DIPModule
+from dip_lightning.multirun import TermGuard
 from dip_lightning.nets.blocks import count_parameters
 from dip_lightning.nets.upsample import set_deterministic
 from dip_lightning.outputs import fit_dir, write_json, write_outputs
@@ -164,16 +165,20 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> d
                              wall_s=time.perf_counter() - t0, status=status, reason=reason)
 
     try:
-        try:
-            status, reason = fit(cfg, built)
-        except BaseException as exc:  # Lightning turns Ctrl-C into SystemExit; SIGTERM raises SIGTERMException
-            if built.module.global_step > 0:
-                interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-                write("interrupted" if interrupted else "failed", f"{type(exc).__name__}: {exc}".strip(": "))
-            if type(exc).__name__ == "SIGTERMException":  # Lightning's SystemExit() would exit with 0
-                raise SystemExit(128 + signal.SIGTERM) from exc
-            raise
-        results = write(status, reason)
+        with TermGuard() as guard:  # a second SIGTERM never cuts the outputs short
+            try:
+                guard.quiet = True  # Lightning's own handler ends the loop at the step's end
+                status, reason = fit(cfg, built)
+            except BaseException as exc:  # Lightning turns Ctrl-C into SystemExit; SIGTERM raises SIGTERMException
+                if built.module.global_step > 0:
+                    interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+                    write("interrupted" if interrupted else "failed", f"{type(exc).__name__}: {exc}".strip(": "))
+                if type(exc).__name__ == "SIGTERMException":  # Lightning's SystemExit() would exit with 0
+                    raise SystemExit(128 + signal.SIGTERM) from exc
+                raise
+            results = write(status, reason)
+            if guard.received:  # asked to stop while the outputs were written: they are complete, now stop
+                raise SystemExit(128 + signal.SIGTERM)
         if "checkpoint" in built.callbacks and not cfg.get("ckpt_keep_all", True):
             keep_latest(out_dir)
         if reason:
