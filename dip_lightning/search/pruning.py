@@ -27,9 +27,8 @@ class TrialReporter(pl.Callback):
         self.objective = str(objective)
         self.curve = CURVE_OF.get(self.objective, "psnr/gt")
         store = open_storage(str(storage))
-        probe = optuna.load_study(study_name=str(study), storage=store)
-        self.study = optuna.load_study(study_name=str(study), storage=store,
-                                       pruner=make_pruner(probe.user_attrs.get("pruner")))
+        self.study = optuna.load_study(study_name=str(study), storage=store)
+        self.study.pruner = make_pruner(self.study.user_attrs.get("pruner"))  # the sweeper's (the study keeps its spec)
         trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(str(study)), int(trial))
         self.trial = optuna.trial.Trial(self.study, trial_id)  # the sweeper's trial (study.ask() would make a new one)
         self.best = -math.inf
