@@ -70,12 +70,29 @@ def check_memory(net, in_channels: int, canvas: tuple[int, int], cfg: DictConfig
         return
     gib = 2 ** 30
     if need > free:
+        tile = fitting_tile(net, in_channels, cfg, out_channels, free, canvas)
+        hint = f"restore it in tiles with tile={tile}, " if tile else ""
         raise MemoryError(f"a {canvas[0]}x{canvas[1]} fit needs about {need / gib:.1f} GiB but {free / gib:.1f} GiB "
-                          f"of {device} memory are free; shrink it with resize=<longer side>, use a smaller net "
-                          f"or a shorter es.window")
+                          f"of {device} memory are free; {hint}shrink it with resize=<longer side>, use a smaller "
+                          f"net or a shorter es.window")
     if need > free / 2:
         log.warning("a %dx%d fit needs about %.1f GiB of the %.1f GiB free on %s", canvas[0], canvas[1], need / gib,
                     free / gib, device)
+
+
+def fitting_tile(net, in_channels: int, cfg: DictConfig, out_channels: int, free: int,
+                 canvas: tuple[int, int]) -> int | None:
+    """The largest tile side (a multiple of the net's, below the canvas) whose fit the estimate
+    puts within ``free`` bytes, or None. (A packed net's estimate covers all its fits.)"""
+    if cfg.get("tile"):
+        return None
+    multiple = int(getattr(net, "multiple", 1))
+    for side in (2048, 1536, 1024, 768, 512, 384, 256, 192, 128, 96, 64):
+        side -= side % multiple
+        if side < max(canvas) and side >= int(getattr(net, "min_size", 2 * multiple)):
+            if estimate_step_bytes(net, in_channels, (side, side)) + stopping_bytes(cfg, out_channels * side * side) <= free:
+                return side
+    return None
 
 
 # ------------------------------------------------------------------ the memory estimate

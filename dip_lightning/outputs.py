@@ -106,6 +106,16 @@ def plot_curves(history: dict, path: Path, best_step: int | None = None, es_step
     plt.close(fig)
 
 
+def peak_memory_mb() -> float:
+    """This process's peak memory so far: CUDA's peak allocation when CUDA is in use, else the
+    peak resident set (interpreter and libraries included)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+    from dip_lightning.bench.timing import maxrss_mb
+
+    return round(maxrss_mb(), 1)
+
+
 def fit_dir(out_dir: Path, fit: int, fits: int) -> Path:
     """Where fit ``fit`` writes its files: the run folder itself, or ``fit<k>/`` when packed."""
     return out_dir if fits == 1 else out_dir / f"fit{fit}"
@@ -130,7 +140,8 @@ def write_outputs(cfg: DictConfig, module, fits: list, cbs: dict, out_dir: Path,
     common = {"status": status, "reason": reason, "method": getattr(module.method, "name", None),
               "net": type(fits[0].net).__name__, "params": n_params,
               "iters_done": int(module.global_step), "iters": int(cfg.iters), "wall_s": round(wall_s + throughput.before_s, 3),
-              "fit_s": round(throughput.wall_s, 3), "it_per_s": it_per_s, "resumed_at_step": throughput.resumed_at}
+              "fit_s": round(throughput.wall_s, 3), "it_per_s": it_per_s, "resumed_at_step": throughput.resumed_at,
+              "peak_mem_mb": peak_memory_mb()}
     evaluation = (cfg.get("eval_protocol"), str(cfg.get("eval_output") or "final"))
     per = [write_fit(module, f, i, cbs, fit_dir(out_dir, i, k), common, evaluation) for i, f in enumerate(fits)]
     if k == 1:

@@ -59,6 +59,15 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
     else:
         x_true = task.crop_ground_truth(x)
         y = task.simulate(x_true, generator)
+    return pad_problem(task, y, x_true, multiple, min_size)
+
+
+def pad_problem(task: Task, y: torch.Tensor, x_true: torch.Tensor | None, multiple: int,
+                min_size: int | None = None) -> Problem:
+    """The observation ``y`` reflection-padded (with the operator's state) so the canvas is a
+    multiple of the net's and at least ``min_size`` (``prepare_problem``)."""
+    s = int(task.scale)
+    obs_multiple = lcm(multiple, s) // s
     h, w = task.observation_hw(y)
     min_obs = -(-int(min_size or 2 * multiple) // s)
     (pt, pb), (pl_, pr) = pad_amounts(h, obs_multiple, min_obs), pad_amounts(w, obs_multiple, min_obs)
@@ -98,19 +107,28 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
         img = load_image(source if image is None else image, cfg.get("resize"))
     if task.needs_alpha:
         task.alpha = alpha_of(source, image, img)
-    torch.manual_seed(seed)  # network initialisation depends on the seed only
-    channels = task.net_channels(int(img.shape[0]))
-    own_depth = method.input_depth(channels) if method is not None else None
-    in_channels = own_depth or task.input_channels or make_input.depth
-    linear = {"need_sigmoid": False} if task.linear_output and "need_sigmoid" in cfg.net else {}
-    net = instantiate(cfg.net, in_channels=in_channels, out_channels=channels, **linear)
+    net, channels, own_depth = new_net(cfg, task, int(img.shape[0]), seed, make_input, method)
     generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # noise / mask, then z
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), observation is not None or bool(cfg.observed),
                            str(cfg.fit_size), generator, getattr(net, "min_size", None))
+    return Fit(seed, str(source), task, net, prob, net_input(prob, task, own_depth, make_input, generator), channels)
+
+
+def new_net(cfg: DictConfig, task: Task, image_channels: int, seed: int, make_input, method=None):
+    """(net, its output channels, the method's own input depth or None): the net initialised from
+    ``seed`` alone."""
+    torch.manual_seed(seed)  # network initialisation depends on the seed only
+    channels = task.net_channels(image_channels)
+    own_depth = method.input_depth(channels) if method is not None else None
+    in_channels = own_depth or task.input_channels or make_input.depth
+    linear = {"need_sigmoid": False} if task.linear_output and "need_sigmoid" in cfg.net else {}
+    return instantiate(cfg.net, in_channels=in_channels, out_channels=channels, **linear), channels, own_depth
+
+
+def net_input(prob: Problem, task: Task, own_depth: int | None, make_input, generator: torch.Generator) -> torch.Tensor:
+    """The fixed input z on the problem's canvas: the method's zeros, the task's own, or drawn."""
     z = torch.zeros(1, own_depth, *prob.canvas) if own_depth else task.network_input()
-    if z is None:
-        z = make_input(*prob.canvas, generator)
-    return Fit(seed, str(source), task, net, prob, z, channels)
+    return make_input(*prob.canvas, generator) if z is None else z
 
 
 def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input, make_task=None,

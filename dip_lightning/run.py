@@ -76,6 +76,12 @@ def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | No
     out_dir = Path(cfg.paths.output_dir) if out_dir is None else out_dir
     method = instantiate(cfg.method) if cfg.get("method") else None
     fits = build_fits(cfg, image, instantiate(cfg.input), make_task, observations, method)
+    return assemble(cfg, fits, method, out_dir)
+
+
+def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger: bool = True) -> Built:
+    """One (packed) net, operator, input and DIPModule for ``fits``, after the memory check; the
+    callbacks writing to ``out_dir``; the logger (``logger=False``: none)."""
     k = len(fits)
     net = pack_nets([f.net for f in fits])
     task = fits[0].task if k == 1 else PackedTask([f.task for f in fits])
@@ -94,7 +100,7 @@ def build(cfg: DictConfig, image: torch.Tensor | None = None, out_dir: Path | No
         tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=str(cfg.memory_format),
         fits=k, seeds=[f.seed for f in fits], out_channels=channels,
         method=method)
-    return Built(module, fits, build_callbacks(cfg, out_dir, k), build_logger(cfg))
+    return Built(module, fits, build_callbacks(cfg, out_dir, k), build_logger(cfg) if logger else None)
 
 
 def build_callbacks(cfg: DictConfig, out_dir: Path, fits: int = 1) -> dict[str, pl.Callback]:
@@ -154,6 +160,10 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> d
     A run stopped by Ctrl-C / SIGTERM or an error still writes its outputs so far, with
     ``status`` ``interrupted`` / ``failed`` in metrics.json, then re-raises.
     """
+    if cfg.get("tile"):  # an image of any size: tile by tile (dip_lightning/tiled.py)
+        from dip_lightning.tiled import run_tiled
+
+        return run_tiled(cfg, image, make_task)
     t0 = time.perf_counter()
     out_dir = check(cfg)
     log.info("run folder: %s", out_dir)

@@ -65,6 +65,12 @@ if [ "$DEVICE" = cuda ]; then  # the README demo end to end (dip-restore), fp32 
       "$JSON/demo_$prec/metrics.json" "$prec" || true
   done
 fi
+TILE_SIZES=2048 TILE=256
+[ -n "${DIP_CHECK_QUICK:-}" ] && TILE_SIZES=96 TILE=64
+# a tiled fit (tile=256, 8 tiles at a time) of a 2048² image, 2 steps a tile: its peak memory beside the
+# whole-image estimate (README "Images of any size")
+step "tiled ${TILE_SIZES}" 180 "$PY" scripts/tile_benchmark.py memory --sizes "$TILE_SIZES" --tile "$TILE" --iters 2 \
+  --work "$JSON/tiles" --out "$JSON/tiles.md" tile_batch=8
 if [ "$DEVICE" = cuda ]; then
   step "gpu tests" 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_benchmark.py \
     tests/test_precision_compile.py tests/test_sync_free.py

@@ -143,7 +143,7 @@ def test_gpu_check_script_parses_and_names_real_files():
     script = ROOT / "scripts" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     text = script.read_text()
-    for path in ("scripts/benchmark.py", "tests/test_benchmark.py", "tests/test_precision_compile.py",
+    for path in ("scripts/benchmark.py", "scripts/tile_benchmark.py", "tests/test_benchmark.py", "tests/test_precision_compile.py",
                  "tests/test_sync_free.py"):
         assert path in text and (ROOT / path).is_file(), path
 
@@ -162,3 +162,4 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert all(r["it_per_s"] > 0 for r in runs.values()) and runs["pack8_128"]["pack_speedup"] > 0
     assert runs["bf16_256"]["precision"] == "bf16-mixed" and runs["fp32_512"]["size"] == 48
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "gpu.txt", "log.txt"]
+    assert "| 96×96 | 4 |" in (tmp_path / "log.txt").read_text()  # the tiled fit's memory row

@@ -1,6 +1,7 @@
 """Bad input gets one clear error and leaves no success output; divergence ends 'diverged';
 same seed ⇒ same metrics; the run folder records how to rerun it."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +134,10 @@ def test_rgba_alpha_dropped_with_a_note_or_used_as_mask(tiny, tmp_path):
 def test_huge_image_is_refused_before_allocating(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(checks, "available_bytes", lambda device="cpu": 10 * 2 ** 20)  # 10 MiB free
     img = write(tmp_path / "big.png", (synthetic_image(200, 300, 3) * 255).astype(np.uint8))
-    with pytest.raises(MemoryError, match="GiB .* free; shrink it with resize"):
+    with pytest.raises(MemoryError, match=r"GiB .* free; restore it in tiles with tile=(\d+), shrink it with resize") as e:
         run(tiny(f"image={img}"))
+    tile = re.search(r"tile=(\d+)", str(e.value)).group(1)  # the tile it names passes the same check
+    assert run(tiny(f"image={img}", f"tile={tile}", "iters=1", out="tiled"))["metrics"]["image_size"] == [200, 300]
 
 
 @pytest.mark.parametrize("lr", ["1e8", "1e30"])

@@ -5,6 +5,7 @@ same for every task, only A and the way y is made differ.
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -29,6 +30,29 @@ class Task(nn.Module):
     image_observation: bool = True
     #: True when the image may leave [0, 1] (complex data): the net gets no output sigmoid
     linear_output: bool = False
+    #: False when A mixes the whole image (deepinv physics: MRI, CT, compressed sensing): no tiles
+    local: bool = True
+
+    @property
+    def tile_align(self) -> int:
+        """Tile corners lie on multiples of this many image pixels (SR: the factor)."""
+        return int(self.scale)
+
+    @property
+    def tile_margin(self) -> int:
+        """Image pixels next to a tile's border whose A(x) reaches beyond the tile (a blur kernel's
+        half-width); they get no blending weight where a neighbour covers them."""
+        return 0
+
+    def tile(self, box: Sequence[int]) -> "Task":
+        """This operator for one tile: a copy whose state (a mask, a flash photo) is cropped to
+        ``box`` = (top, left, height, width) in observation pixels."""
+        part = copy.deepcopy(self)
+        part.crop_state(box)
+        return part
+
+    def crop_state(self, box: Sequence[int]) -> None:
+        """Crop operator state of the observation's size to ``box`` (none here)."""
 
     def net_channels(self, channels: int) -> int:
         """Output channels of the net for an image of ``channels`` channels."""

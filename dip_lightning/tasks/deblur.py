@@ -64,6 +64,10 @@ class Deblur(Task):
             raise ValueError(f"the kernel image {path!r} is all black; bright pixels are the kernel's taps")
         return (k / total).float()
 
+    @property
+    def tile_margin(self) -> int:
+        return max(self.kernel.shape[-2:]) // 2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
         kh, kw = self.kernel.shape[-2:]

@@ -49,6 +49,9 @@ class FlashNoFlash(Task):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def crop_state(self, box: Sequence[int]) -> None:
+        self.crop_like(box)
+
     def pad(self, pads: Sequence[int]) -> None:
         self.flash = pad_image(self.flash, pads, mode="reflect")
 

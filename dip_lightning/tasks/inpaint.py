@@ -83,6 +83,10 @@ class Inpaint(Task):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mask
 
+    def crop_state(self, box: Sequence[int]) -> None:
+        t, l, h, w = box
+        self.mask = self.mask[..., t:t + h, l:l + w]
+
     def pad(self, pads: Sequence[int]) -> None:
         self.mask = pad_image(self.mask, pads, mode="reflect")
 

@@ -35,5 +35,10 @@ class JPEGArtifacts(Task):
             y = pil_to_tensor(img)
         return y[None].to(dtype=x.dtype, device=x.device)
 
+    @property
+    def tile_align(self) -> int:
+        """Tiles start on the JPEG's 8×8 blocks."""
+        return 8
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

@@ -34,6 +34,7 @@ class PhysicsTask(Task):
     """
 
     image_observation = False  # y is not an image of the restored size: never padded or cropped
+    local = False  # a physics may mix the whole image (MRI, CT, compressed sensing): never tiled
 
     def __init__(self, physics: Any, size: int | Sequence[int] | None = None, channels: int | None = None,
                  complex: bool | None = None):

@@ -39,6 +39,11 @@ class SuperResolution(Task):
     def factor(self) -> int:
         return self.scale
 
+    @property
+    def tile_margin(self) -> int:
+        """The LR pixels next to a tile's border average HR pixels up to 1.5 f beyond it: 2 f."""
+        return -(-self.pad_px // self.scale) * self.scale
+
     def crop_ground_truth(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         f = self.scale

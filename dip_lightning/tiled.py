@@ -1,0 +1,217 @@
+"""A tiled run (``tile=SIZE``): an image of any size, with memory set by the tile, not the image.
+
+The observation is made once for the whole image (the same noise, mask or JPEG as a whole-image
+run of that seed). The image is cut into overlapping tiles (``dip_lightning/tiles.py``; corners on
+the task's ``tile_align``: the SR factor, JPEG's 8×8 blocks), and each tile is its own DIP fit of
+its part of the observation with its own net and input: ``tile_batch`` tiles at a time as packed
+fits (``dip_lightning/packing.py``), one group after another through the same Lightning loop as
+any run. The restored tiles are blended with weights that sum to one (``tiles.weights``), and the
+metrics are those of the assembled image. Tile t of ``n`` has seed ``seed · n + t``.
+
+Each group keeps its files in ``tiles/groupNNN/`` (its checkpoints with ``ckpt_every``, snapshots,
+and ``result.pt`` once done). A tiled job cut short resumes when relaunched with
+``skip_completed=true``: finished groups are read back, the group that was running continues from
+its last checkpoint, and the result equals an uninterrupted run's.
+"""
+from __future__ import annotations
+
+import copy
+import gc
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, open_dict
+
+from dip_lightning import resume
+from dip_lightning import tiles as tiling
+from dip_lightning.instantiate import instantiate
+from dip_lightning.io import crop, load_image
+from dip_lightning.loggers import build_logger, finish_logger, log_summary
+from dip_lightning.problem import Fit, alpha_of, net_input, new_net, pad_problem
+from dip_lightning.seeds import stream_seed
+from dip_lightning.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+RESULT = "result.pt"
+
+
+@dataclass
+class Whole:
+    """The whole image's problem: its task (operator), observation and ground truth (or None)."""
+
+    task: Task
+    y: torch.Tensor
+    x_true: torch.Tensor | None
+    source: str
+    height: int
+    width: int
+
+
+def observe(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> Whole:
+    """The task and the whole image's observation, made as a whole-image run of ``seed`` makes it."""
+    task = instantiate(cfg.task) if make_task is None else make_task()
+    if not task.local:
+        raise ValueError(f"tile={cfg.tile}: {type(task).__name__} mixes the whole image (MRI, CT, compressed "
+                         f"sensing), so it cannot be restored in tiles; use tile=null")
+    if str(cfg.fit_size) != "pad":
+        raise ValueError(f"tile={cfg.tile} restores every pixel; use fit_size=pad (not {cfg.fit_size})")
+    img = load_image(cfg.image if image is None else image, cfg.get("resize"))
+    if task.needs_alpha:
+        task.alpha = alpha_of(cfg.image, image, img)
+    x = img[None]
+    if bool(cfg.observed) or task.blind:
+        y, x_true = task.adopt(x), None
+    else:
+        x_true = task.crop_ground_truth(x)
+        y = task.simulate(x_true, torch.Generator().manual_seed(stream_seed(int(cfg.seed), "observation")))
+    s = int(task.scale)
+    return Whole(task, y, x_true, "array" if image is not None else str(cfg.image), y.shape[-2] * s, y.shape[-1] * s)
+
+
+@dataclass
+class Tiling:
+    """Where the tiles lie (image pixels), their blending weights, and which have no data."""
+
+    boxes: list[tiling.Box]
+    alphas: list[torch.Tensor]
+    empty: list[bool]
+    size: int
+    overlap: int
+
+
+def plan(cfg: DictConfig, whole: Whole) -> Tiling:
+    """The tiles of ``whole`` for ``tile`` / ``tile_overlap`` (checked: a clear line when they cannot work)."""
+    task, s = whole.task, int(whole.task.scale)
+    align, margin = int(task.tile_align), int(task.tile_margin)
+    size, overlap = int(cfg.tile), int(cfg.tile_overlap)
+    size = max(align, size // align * align)
+    if not 0 <= overlap < size:
+        raise ValueError(f"tile_overlap={overlap} must be at least 0 and below the tile ({size} px); e.g. tile_overlap=32")
+    boxes = tiling.plan(whole.height, whole.width, size, overlap, align)
+    if len(boxes) > 1 and margin and overlap <= 2 * margin:
+        raise ValueError(f"tile_overlap={overlap} must exceed twice {type(task).__name__}'s margin of {margin} px "
+                         f"(pixels whose operator reaches beyond the tile); e.g. tile_overlap={2 * margin + 16}")
+    empty = [task.tile(_obs_box(b, s)).known_fraction == 0 if hasattr(task, "known_fraction") else False
+             for b in boxes]
+    if any(empty):
+        log.warning("%d of %d tiles have no known pixel: their fits have nothing to fit, and the neighbouring "
+                    "tiles paint them wherever they overlap", sum(empty), len(boxes))
+    scale = [1e-3 if e else 1.0 for e in empty]
+    return Tiling(boxes, tiling.weights(boxes, whole.height, whole.width, margin, scale), empty, size, overlap)
+
+
+def _obs_box(box: tiling.Box, s: int) -> tiling.Box:
+    return tuple(v // s for v in box)
+
+
+def tile_fit(cfg: DictConfig, whole: Whole, index: int, n: int, box: tiling.Box, make_input, method) -> Fit:
+    """Tile ``index``'s fit: its operator, its part of the observation (padded to the net's
+    multiple), a net from seed ``seed · n + index`` and its own input z."""
+    seed = int(cfg.seed) * n + index
+    obs_box = _obs_box(box, int(whole.task.scale))
+    task = whole.task.tile(obs_box)
+    net, channels, own_depth = new_net(cfg, task, int(whole.y.shape[1]), seed, make_input, method)
+    x_true = None if whole.x_true is None else crop(whole.x_true, box)
+    prob = pad_problem(task, crop(whole.y, obs_box), x_true, int(getattr(net, "multiple", 1)),
+                       getattr(net, "min_size", None))
+    generator = torch.Generator().manual_seed(stream_seed(seed, "tile_input"))
+    return Fit(seed, whole.source, task, net, prob, net_input(prob, task, own_depth, make_input, generator), channels)
+
+
+def fit_group(cfg: DictConfig, fits: list[Fit], method, gdir: Path, computed: dict, again: bool) -> dict:
+    """Fit one group of tiles as packed fits in ``gdir`` (resumed from its last checkpoint when
+    ``again``), and return what the whole image needs of each tile."""
+    from dip_lightning.run import assemble, fit
+
+    gcfg = copy.deepcopy(cfg)
+    ckpt = resume.prepare(gdir, computed, int(cfg.get("ckpt_every") or 0), resume=again)
+    with open_dict(gcfg):
+        gcfg.ckpt_path = None if ckpt is None else str(ckpt)
+    if ckpt is not None:
+        log.info("resuming tile group %s from %s", gdir.name, ckpt.name)
+    built = assemble(gcfg, fits, method, gdir, logger=False)
+    if "pruning" in built.callbacks:  # a search's pruner sees the whole image's curve only at the end
+        built.callbacks["curves"].listeners.remove(built.callbacks.pop("pruning"))
+    status, reason = fit(gcfg, built)
+    m, es = built.module.cpu(), built.callbacks.get("es")
+    out = []
+    for i in range(len(fits)):
+        def sl(x, i=i):
+            return None if x is None else m.fit_slice(x, i)
+
+        es_step = es.result(i)["es_step"] if es is not None else None
+        out.append({"final": sl(m.final_image()), "ema": sl(m.ema_image()),
+                    "best": sl(m.best_image) if m.has_gt else None,
+                    "es": sl(es.image.cpu()) if (es is not None and es_step is not None) else None, "es_step": es_step,
+                    "history": m.history_dict(i), "backtracks": int(m.backtracks[i]), "steps": int(m.global_step),
+                    "it_per_s": built.callbacks["throughput"].it_per_s,
+                    "method": getattr(m.method, "name", None)})
+    result = {"status": status, "reason": reason, "config": computed, "tiles": out}
+    torch.save(result, gdir / RESULT)
+    return result
+
+
+def done_group(gdir: Path, computed: dict) -> dict | None:
+    """A finished group's result, when it was made with this config."""
+    path = gdir / RESULT
+    if not path.is_file():
+        return None
+    try:
+        result = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # cut short while written: fit the group again
+        return None
+    return result if result.get("config") == computed else None
+
+
+def run_tiled(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> dict:
+    """Restore ``cfg.image`` tile by tile (see the module docstring); the whole image's files and
+    metrics.json in the run folder, as a whole-image run writes them, with the ``tile*`` keys."""
+    from dip_lightning.cli import computed_config
+    from dip_lightning.run import check, set_up, summary_line
+    from dip_lightning.tiled_outputs import write_tiled
+
+    t0 = time.perf_counter()
+    out_dir = check(cfg)
+    log.info("run folder: %s", out_dir)
+    if cfg.get("ckpt_path"):
+        raise ValueError("a tiled run resumes by being launched again into its folder with skip_completed=true "
+                         "(each tile group keeps its own checkpoints); drop ckpt_path")
+    set_up(cfg, out_dir)
+    whole = observe(cfg, image, make_task)
+    tiles = plan(cfg, whole)
+    method = instantiate(cfg.method) if cfg.get("method") else None
+    make_input, n = instantiate(cfg.input), len(tiles.boxes)
+    k = max(1, min(int(cfg.get("tile_batch") or 1), n))
+    computed, again = computed_config(cfg), bool(cfg.get("skip_completed"))
+    log.info("%d tiles of %d px (overlap %d px), %d at a time", n, tiles.size, tiles.overlap, k)
+    logger = build_logger(cfg)
+    try:
+        groups = []
+        for g, first in enumerate(range(0, n, k)):
+            gdir = out_dir / "tiles" / f"group{g:03d}"
+            result = done_group(gdir, computed) if again else None
+            if result is None:
+                fits = [tile_fit(cfg, whole, i, n, tiles.boxes[i], make_input, method) for i in range(first, min(n, first + k))]
+                result = fit_group(cfg, fits, method, gdir, computed, again)
+                del fits
+                gc.collect()  # the group's trainer and module hold each other: free them before the next group
+            groups.append(result)
+        results = write_tiled(cfg, whole, tiles, groups, out_dir, time.perf_counter() - t0, k, logger)
+        log_summary(logger, results["metrics"])
+    finally:
+        finish_logger(logger)
+    log.info(summary_line(results))
+    return results
+
+
+def pooled_psnr(values: list[float], shares: list[float]) -> float:
+    """The PSNR of the tiles taken together: −10 log10 of their MSEs averaged by share of the image."""
+    if any(not math.isfinite(v) for v in values):
+        return math.nan
+    mse = sum(s * 10 ** (-v / 10) for v, s in zip(values, shares)) / sum(shares)
+    return -10 * math.log10(mse)
