@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from test_report_html import problems
 from conftest import TINY_NET, synthetic_image
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -96,7 +97,8 @@ def test_quick_suite_on_two_joblib_workers_with_two_seeds_and_its_report(data_di
         assert all(f"| — | {image} | {s} | missing |" in summary for s in (0, 1)), image
     page = (work / "report.html").read_text()
     assert "python scripts/reproduce.py --suite sr-set5-x4" in page and "dip-restore -m" in page
-    assert "package torch" in page and "Environment" in page and "covers 3 of the suite&#x27;s 5 images" in page
+    assert "package torch" in page and "Environment" in page and "covers 3 of the suite's 5 images" in page
+    assert problems(page) == [] and "class='banner'" in page  # clean tables; "NOT comparable" stands out
 
 
 @pytest.mark.parametrize("launcher", ["gpus", "submitit_local"])

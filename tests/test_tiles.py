@@ -3,6 +3,7 @@ memory set by the tile, and resume."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +134,15 @@ def test_a_resumed_tiled_fit_equals_the_uninterrupted_one(compose_cfg, image_fil
     assert torch.equal(again["restored"], full["restored"])
     for key in ("psnr_final", "psnr_ema_final", "psnr_best", "ssim_final", "iters_done", "tile_psnr_seams"):
         assert again["metrics"][key] == full["metrics"][key], key
+
+
+def test_the_tile_benchmark_compares_tiled_with_whole_image_fits(tmp_path):
+    """scripts/tile_benchmark.py quality, shrunk: both sides run and the table has their rows."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import tile_benchmark
+
+    assert tile_benchmark.main(["quality", "--tasks", "denoise", "--images", "camera", "--seeds", "0", "--size", "48",
+                                "--tile", "32", "--overlap", "12", "--iters", "3", "--work", str(tmp_path),
+                                *TINY_NET, "input.depth=4", "threads=1"]) == 0
+    table = (tmp_path / "quality.md").read_text()
+    assert "| denoise | whole | 1 |" in table and "| denoise | tiled | 1 |" in table

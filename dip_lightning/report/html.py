@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -40,40 +41,69 @@ def environment(sweep: Path) -> dict:
     return {}
 
 
-def _md_table_to_html(md: str) -> str:
-    """A markdown pipe table (as the tables module writes it) as an HTML table."""
-    rows = [line.strip().strip("|").split(" | ") for line in md.strip().splitlines() if line.startswith("|")]
-    rows = [r for r in rows if not all(set(c.strip()) <= set("-") for c in r)]
-    if not rows:
-        return ""
-    head, body = rows[0], rows[1:]
-    cell = lambda c: html.escape(c.replace("\\|", "|").replace("**", ""))  # noqa: E731
-    out = ["<table>", "<tr>" + "".join(f"<th>{cell(c)}</th>" for c in head) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in body]
-    return "\n".join(out + ["</table>"])
+#: a cell that reads as a number: a value, a mean ± spread, a share, a Δ, or a dash for none
+_NUMBER = re.compile(r"^\s*(\*\*)?[-+−]?(\d[\d.,]*(e[-+]?\d+)?|nan|—|-)(\s*±\s*[\d.]+)?\s*(%|dB|s|x|×)?(\*\*)?\s*$",
+                     re.IGNORECASE)
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a markdown table row (``\\|`` is a pipe inside a cell)."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
+
+def align_numbers(text: str) -> str:
+    """Markdown whose tables right-align every column whose body cells all read as numbers (the
+    separator row gets ``---:``)."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        is_table = (lines[i].lstrip().startswith("|") and i + 1 < len(lines)
+                    and re.fullmatch(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*", lines[i + 1]))
+        if not is_table:
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i + 2
+        while j < len(lines) and lines[j].lstrip().startswith("|"):
+            j += 1
+        body = [_cells(row) for row in lines[i + 2:j]]
+        seps = _cells(lines[i + 1])
+        for c, sep in enumerate(seps):
+            column = [row[c] for row in body if c < len(row) and row[c]]
+            if column and all(_NUMBER.match(v) for v in column) and not sep.endswith(":"):
+                seps[c] = sep.rstrip("-") + "---:"
+        out += [lines[i], "|" + "|".join(seps) + "|", *lines[i + 2:j]]
+        i = j
+    return "\n".join(out)
+
+
+def to_html(text: str) -> str:
+    """Markdown (pipe tables, code, emphasis, headings) as HTML, by Python-Markdown; numeric table
+    columns right-aligned; the "NOT comparable" line of a quick suite as a warning banner."""
+    import markdown
+
+    page = markdown.markdown(align_numbers(text), extensions=["tables", "fenced_code"], output_format="html")
+    return page.replace("<p><strong>", "<p class='banner'><strong>") if "NOT comparable" in page else page
 
 
 def write_html(path: Path, title: str, sections: list[tuple[str, str]], images: list[tuple[str, Path]],
                command: str, env: dict) -> None:
-    """``sections``: (heading, markdown table or paragraph); ``images``: (caption, PNG path)."""
-    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Command</h2>", f"<pre>{html.escape(command)}</pre>"]
+    """``sections``: (heading, markdown); ``images``: (caption, PNG path). One self-contained page."""
+    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Command</h2>", f"<pre><code>{html.escape(command)}</code></pre>"]
     for heading, md in sections:
-        if not md:
-            continue
-        parts.append(f"<h2>{html.escape(heading)}</h2>")
-        for block in md.strip().split("\n\n"):  # tables and the lines around them
-            parts.append(_md_table_to_html(block) if block.lstrip().startswith("|") else
-                         f"<p>{html.escape(block.replace('**', ''))}</p>")
+        if md:
+            parts += [f"<h2>{html.escape(heading)}</h2>", to_html(re.sub(r"\A# .*\n?", "", md))]  # the page has its h1
     for caption, png in images:
         if png.is_file():
             data = base64.b64encode(png.read_bytes()).decode("ascii")
             parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' "
                          f"src='data:image/png;base64,{data}'>")
-    parts.append("<h2>Environment</h2>")
-    parts.append(_md_table_to_html("| key | value |\n|---|---|\n" +
-                                   "\n".join(f"| {k} | {v} |" for k, v in env.items())))
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:1em auto}table{border-collapse:collapse;"
-             "margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}img{max-width:100%}")
+    rows = "\n".join(f"| {k} | {str(v).replace('|', chr(92) + '|')} |" for k, v in env.items())
+    parts += ["<h2>Environment</h2>", to_html(f"| key | value |\n|---|---|\n{rows}")]
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}"
+             "th{background:#f0f0f0}td{font-variant-numeric:tabular-nums}img{max-width:100%}"
+             "pre{background:#f6f6f6;padding:.5em;overflow-x:auto}code{background:#f6f6f6}"
+             ".banner{background:#fff3cd;border:2px solid #d39e00;padding:.6em;font-size:1.1em}")
     path.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                     f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
