@@ -6,7 +6,7 @@ the paper's value, unless the task's image is complex (``task.complex``, or deep
 (command line, experiment preset, API keyword) replaces the interpolation, so it always wins. For a
 physics *object* (``restore(physics=...)``, ``DIPReconstructor``), ``overrides_for`` gives the same.
 
-Why (deepinv physics at 64², ``scripts/compare_deepinv.py``; the README's deepinv section has the
+Why (deepinv physics at 64², ``scripts/compare_deepinv.py``; docs/deepinv.md has the
 table): a complex image is painted by a linear output (no sigmoid), and the paper's step does not
 suit it: lr 0.01 with no input jitter diverges (50 backtracks within 100 steps), with the jitter
 1/30 it ends below the zero-filled A^T y (astronaut 14.93 against 15.90 dB at 300 steps). With

@@ -12,7 +12,7 @@
 #   pip wheel -q --no-deps antlr4-python3-runtime==4.9.3 -w .whl
 # then run this with carry [".whl"]: `bash scripts/gpu_check.sh`. W&B is not needed (logger=none).
 #
-# Targets (README "Speed"): at 512² a step at least 3× the plain fp32 NCHW eager step
+# Targets (docs/speed.md): at 512² a step at least 3× the plain fp32 NCHW eager step
 # (speedup_vs_eager), and pack=8 at least 4× 8 sequential fits at 128² (pack_speedup).
 set -uo pipefail
 OUT=${OUT:-$(mktemp -d)}
@@ -56,7 +56,7 @@ for i in 0 1; do
   fi
 done
 step "pack=8 ${PACK_SIZE}" 150 "${B[@]}" --size "$PACK_SIZE" --pack 8 --json "$JSON/pack8_128.json"
-if [ "$DEVICE" = cuda ]; then  # the README demo end to end (dip-restore), fp32 and bf16-mixed: PSNR and it/s
+if [ "$DEVICE" = cuda ]; then  # the demo end to end (dip-restore), fp32 and bf16-mixed: PSNR and it/s
   for prec in 32-true bf16-mixed; do
     step "demo $prec" 120 "$PY" -m dip_lightning.cli experiment=demo logger=none trainer.enable_progress_bar=false \
       trainer.precision="$prec" hydra.run.dir="$JSON/demo_$prec"
@@ -68,7 +68,7 @@ fi
 TILE_SIZES=2048 TILE=256
 [ -n "${DIP_CHECK_QUICK:-}" ] && TILE_SIZES=96 TILE=64
 # a tiled fit (tile=256, 8 tiles at a time) of a 2048² image, 2 steps a tile: its peak memory beside the
-# whole-image estimate (README "Images of any size")
+# whole-image estimate (docs/tiles.md)
 step "tiled ${TILE_SIZES}" 180 "$PY" scripts/tile_benchmark.py memory --sizes "$TILE_SIZES" --tile "$TILE" --iters 2 \
   --work "$JSON/tiles" --out "$JSON/tiles.md" tile_batch=8
 if [ "$DEVICE" = cuda ]; then

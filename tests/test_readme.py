@@ -1,4 +1,4 @@
-"""Every `dip-restore` command in README.md runs (shrunk: tiny image, few steps, small net).
+"""Every `dip-restore` command in README.md and the documentation (docs/*.md) runs (shrunk: tiny image, few steps, small net).
 
 Placeholders in the README (paths such as `path/to/hr.png`, `kate_mask.png`, `<run>`) are replaced
 with synthetic files; keys that set the size of the work are overridden.
@@ -15,13 +15,14 @@ from dip_lightning.api import compose_config
 from dip_lightning.run import run
 from conftest import SMALL_NETS, synthetic_image
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHRINK = {"iters": "6", "resize": "32", "input.depth": "4", "logger": "none", "trainer.enable_progress_bar": "false",
           "threads": "1", "es.window": "3", "snapshot_every": "0"}
 
 
 def readme_commands() -> list[str]:
-    text = README.read_text()
+    text = "\n".join(p.read_text() for p in PAGES)
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     cmds = []
     for block in blocks:
@@ -29,7 +30,7 @@ def readme_commands() -> list[str]:
             line = line.split("  #")[0].strip()
             if line.startswith("dip-restore ") and " -m " not in f" {line} ":
                 cmds.append(line)
-    return cmds
+    return list(dict.fromkeys(cmds))  # a command on two pages runs once
 
 
 COMMANDS = readme_commands()

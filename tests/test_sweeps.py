@@ -1,4 +1,4 @@
-"""Sweeps: the README's `## Sweeps` commands, shrunk (tiny image and net, 3 steps, one thread).
+"""Sweeps: the commands of docs/sweeps.md, shrunk (tiny image and net, 3 steps, one thread).
 
 Hydra multirun with the basic, joblib, gpus (one GPU slot per worker, faked) and submitit-local
 launchers, W&B sweep commands expanded as `wandb agent` does, a failing job, and
@@ -22,7 +22,7 @@ import yaml
 from conftest import TINY_NET
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+SWEEPS_DOC = ROOT / "docs" / "sweeps.md"  # the documentation's page on sweeps and search
 COLLECT = ROOT / "scripts" / "collect.py"
 TINY = ["iters=3", "input.depth=4", "threads=1", "trainer.enable_progress_bar=false", "snapshot_every=0", *TINY_NET]
 SIZE_KEYS = {"image", "resize", "iters", "logger", "logger.mode"}  # replaced by the test's own values
@@ -33,9 +33,7 @@ pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -
 # --- helpers -----------------------------------------------------------------------------------
 
 def sweeps_section() -> str:
-    text = README.read_text()
-    assert "## Sweeps" in text, "README has no ## Sweeps section"
-    return text.split("## Sweeps", 1)[1].split("\n## ", 1)[0]
+    return SWEEPS_DOC.read_text()
 
 
 def readme_lines(prefix: str) -> list[str]:
@@ -50,15 +48,15 @@ def readme_lines(prefix: str) -> list[str]:
 
 
 def readme_sweep(marker: str) -> list[str]:
-    """The overrides of the README's `dip-restore -m ...` command that contains ``marker``."""
+    """The overrides of the docs' `dip-restore -m ...` command that contains ``marker``."""
     for line in readme_lines("dip-restore -m "):
         if marker in line:
             return shlex.split(line)[2:]
-    raise AssertionError(f"README's ## Sweeps has no `dip-restore -m` command with {marker!r}")
+    raise AssertionError(f"docs/sweeps.md has no `dip-restore -m` command with {marker!r}")
 
 
 def shrink(args: list[str], image: Path, jobs: int) -> list[str]:
-    """The README's overrides on a tiny problem: size keys replaced, swept lists cut to at most ``jobs`` jobs."""
+    """The docs' overrides on a tiny problem: size keys replaced, swept lists cut to at most ``jobs`` jobs."""
     out, n = [], 1
     for arg in args:
         key, _, value = arg.partition("=")
@@ -114,7 +112,7 @@ def summary_rows(sweep: Path) -> list[dict]:
 
 def check_wandb_sweep(sweep: Path, cli: bool) -> list[Path]:
     """4 completed jobs with 4 distinct W&B runs, and collect.py's table with 4 rows (``cli``: run the
-    README's `python scripts/collect.py` command, else in process)."""
+    the docs' `python scripts/collect.py` command, else in process)."""
     jobs = job_dirs(sweep)
     assert len(jobs) == 4
     assert all(metrics(j)["status"] == "completed" and metrics(j)["iters_done"] == 3 for j in jobs)
@@ -148,7 +146,7 @@ def test_basic_multirun_gives_each_job_its_folder_wandb_run_and_row(wandb_offlin
 
 
 def test_packed_sweep_jobs_fit_k_seeds_each(tmp_path, image_file):
-    """The README's packed sweep: 2 jobs (2 learning rates), each fitting pack=4 seeds in one net; the
+    """The docs' packed sweep: 2 jobs (2 learning rates), each fitting pack=4 seeds in one net; the
     job's metrics are the means of its fits', and collect.py gives one row per job."""
     sweep = tmp_path / "sweep"
     multirun(shrink(readme_sweep("pack="), image_file(16, 16, 3), jobs=2), sweep)
@@ -236,7 +234,7 @@ def compose_hydra(overrides: list[str]):
 
 
 def test_launcher_presets_compose(monkeypatch):
-    """The README's slurm command (one GPU per array task, partition/time/parallelism as given) and joblib one."""
+    """The docs' slurm command (one GPU per array task, partition/time/parallelism as given) and joblib one."""
     monkeypatch.setenv("DIP_FAKE_GPUS", "3")
     hydra_args = [a for a in readme_sweep("hydra/launcher=slurm") if a.startswith("hydra")]
     launcher = compose_hydra(hydra_args).hydra.launcher
@@ -365,12 +363,12 @@ def shrink_expanded(cmd: list[str], image: Path) -> list[str]:
 
 def readme_sweep_files() -> list[Path]:
     files = [ROOT / shlex.split(line)[2] for line in readme_lines("wandb sweep ")]
-    assert files, "README's ## Sweeps has no `wandb sweep configs/sweep/...` command"
+    assert files, "docs/sweeps.md has no `wandb sweep configs/sweep/...` command"
     return files
 
 
 def test_wandb_sweep_commands_expand_and_run(wandb_offline, image_file, monkeypatch):
-    """Every configs/sweep/*.yaml: the agent's command for one trial composes; the README's one runs."""
+    """Every configs/sweep/*.yaml: the agent's command for one trial composes; the docs' one runs."""
     image = image_file(16, 16, 3)
     bindir = str(Path(sys.executable).parent)
     monkeypatch.setenv("PATH", bindir + os.pathsep + os.environ.get("PATH", ""))
@@ -397,7 +395,7 @@ def test_wandb_sweep_commands_expand_and_run(wandb_offline, image_file, monkeypa
         cfg = compose_config(shrink_expanded(args, image) + [f"paths.output_dir={wandb_offline / path.stem}"])
         for key, value in params.items():
             assert str(cfg_select(cfg, key)) == str(value)
-    # the README's sweep: one trial run as the agent runs it (in the agent's folder, with its sweep and run ids)
+    # the docs' sweep: one trial run as the agent runs it (in the agent's folder, with its sweep and run ids)
     spec = yaml.safe_load(readme_sweep_files()[0].read_text())
     cmd = shrink_expanded(expand_agent_command(spec["command"], first_values(spec["parameters"])), image)
     workdir = wandb_offline / "agent"
