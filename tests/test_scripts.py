@@ -394,3 +394,17 @@ def test_a_swept_setting_gets_its_own_job_folders(data_dir, tmp_path):
         float([r for r in groups_csv(work) if r["kind"] == "average" and r["group"] == "optim.lr=0.01"][0]["mean"])
         - 31.49, abs=1e-9)
 
+
+
+def test_the_gallery_shows_three_tasks_side_by_side(tmp_path):
+    """scripts/gallery.py, shrunk: one multirun of the three tasks and one picture of their rows."""
+    from PIL import Image
+
+    out = tmp_path / "gallery.png"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "gallery.py"), "--size", "32", "--iters", "3",
+                           "--work", str(tmp_path / "work"), "--out", str(out), *TINY_NET, "input.depth=4", "threads=1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_dir()) == ["denoise", "inpaint", "sr"]
+    w, h = Image.open(out).size
+    assert h > 3 * 32 and w >= 3 * 32 and out.stat().st_size < 400 * 1024
