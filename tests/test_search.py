@@ -252,3 +252,31 @@ def test_a_killed_search_relaunched_into_its_folder_ends_with_n_trials(tmp_path,
     assert study.get_trials()[1].user_attrs.get("stale") and study.get_trials()[1].state.name == "FAIL"
     assert (sweep / "trial_0000" / "metrics.json").stat().st_mtime_ns == first
     assert metrics(sweep / "trial_0002")["status"] == "completed"
+
+
+@pytest.mark.parametrize("kind", ["random", "tpe"])
+def test_two_sweepers_with_one_seed_draw_different_trials_and_one_replays(kind):
+    """The sampler is seeded per trial number: two sweepers asking one study at the same moment with
+    the same seed get different parameters, and a new study with that seed draws the same again."""
+    import optuna
+
+    from dip_lightning.search.sweeper import per_trial_seed
+
+    def make(seed):
+        if kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, constant_liar=True)
+
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
+
+    def draws():
+        study = optuna.create_study(direction="maximize")
+        a, b = per_trial_seed(make, 0), per_trial_seed(make, 0)  # two sweepers, one seed
+        study.sampler = a
+        first = study.ask(fixed_distributions=dist)
+        study.sampler = b
+        second = study.ask(fixed_distributions=dist)
+        return first.params["lr"], second.params["lr"]
+
+    one, two = draws(), draws()
+    assert one[0] != one[1] and one == two

@@ -54,7 +54,7 @@ class DIPOptunaSweeperConf:
     n_trials: int = 20               # the whole study's (a relaunch runs the difference)
     n_jobs: int = 1                  # trials per batch (the launcher runs a batch at once)
     sampler: str = "tpe"             # tpe | random
-    seed: Optional[int] = 0          # the sampler's seed (offset by the trials already in the study)
+    seed: Optional[int] = 0          # the sampler's seed (with each trial's number: per_trial_seed)
     n_startup_trials: int = 5        # tpe: random trials first
     # the pruner: {name: none | median | successive_halving | hyperband, its keyword arguments (in steps)}
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
@@ -145,13 +145,15 @@ class DIPOptunaSweeper(Sweeper):
                              "hydra.sweeper.objective (e.g. psnr_obs_final, which rises as the net fits the noise)")
         return self.objective or "psnr_best"
 
-    def _sampler(self, done: int):
+    def _sampler(self):
         import optuna
 
-        seed = None if self.seed is None else int(self.seed) + done  # a relaunch does not replay the first samples
-        if self.sampler_name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, constant_liar=True)
+        def make(seed: int | None):
+            if self.sampler_name == "random":
+                return optuna.samplers.RandomSampler(seed=seed)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, constant_liar=True)
+
+        return per_trial_seed(make, self.seed)
 
     def _fail_stale(self, study, storage, beat: Heartbeat) -> None:
         """Trials left running by a sweeper that is gone: failed, marked ``stale`` (not counted)."""
@@ -207,12 +209,12 @@ class DIPOptunaSweeper(Sweeper):
             return [t for t in trials if (t.state in finished or t.state == TrialState.RUNNING)
                     and not t.user_attrs.get("stale") and not t.user_attrs.get("surplus")]
 
+        study.sampler = self._sampler()
         while True:
             trials = study.get_trials(deepcopy=False)
             left = self.n_trials - len(counted(trials))
             if left <= 0:
                 break
-            study.sampler = self._sampler(len(trials))
             batch = [study.ask(fixed_distributions=dists) for _ in range(min(self.n_jobs, left))]
             for t in batch:
                 t.set_user_attr("sweeper", beat.owner)
@@ -252,3 +254,36 @@ def tell(study, trial, ret) -> None:
         study.tell(trial, float(value), skip_if_finished=True)
     else:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def per_trial_seed(make, seed: int | None):
+    """An Optuna sampler that is ``make(seed_k)`` for trial number k, seed_k a function of (``seed``,
+    k) only: one sweeper's search replays exactly, a relaunch never repeats the first draws, and
+    two sweepers on one study (given distinct trial numbers by the storage) never draw the same
+    parameters, although they share ``seed``. The samplers keep no state between trials (TPE reads
+    the study's history), so a fresh one per trial loses nothing."""
+    import numpy as np
+    import optuna
+
+    class PerTrialSeed(optuna.samplers.BaseSampler):
+        def __init__(self):
+            self.inner = make(seed)
+
+        def before_trial(self, study, trial) -> None:
+            k = None if seed is None else int(np.random.SeedSequence([int(seed), trial.number]).generate_state(1)[0])
+            self.inner = make(k)
+            self.inner.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study, trial):
+            return self.inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self.inner.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study, trial, state, values) -> None:
+            self.inner.after_trial(study, trial, state, values)
+
+    return PerTrialSeed()
