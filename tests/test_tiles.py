@@ -146,3 +146,12 @@ def test_the_tile_benchmark_compares_tiled_with_whole_image_fits(tmp_path):
                                 *TINY_NET, "input.depth=4", "threads=1"]) == 0
     table = (tmp_path / "quality.md").read_text()
     assert "| denoise | whole | 1 |" in table and "| denoise | tiled | 1 |" in table
+
+
+def test_a_jobs_peak_memory_is_its_own_not_its_parents():
+    """Linux carries ru_maxrss over fork and exec: a job started by a 1 GiB process must still
+    report its own peak (VmHWM), or every job of a big sweep process reports the parent's size."""
+    big = torch.ones(2 ** 30, dtype=torch.uint8)  # 1 GiB resident in this (the parent) process
+    out = subprocess.run([sys.executable, "-c", "from dip_lightning.outputs import peak_memory_mb; print(peak_memory_mb())"],
+                         capture_output=True, text=True, check=True).stdout
+    assert float(out) < 900 and big.sum() > 0, out

@@ -80,5 +80,15 @@ def rss_mb() -> float:
 
 
 def maxrss_mb() -> float:
+    """This process's peak resident set: Linux's VmHWM (of this program's memory since its exec),
+    else ``ru_maxrss``, which Linux carries over from the parent through fork and exec (a job
+    started by a big process would report the parent's size)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
