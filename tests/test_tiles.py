@@ -155,3 +155,20 @@ def test_a_jobs_peak_memory_is_its_own_not_its_parents():
     out = subprocess.run([sys.executable, "-c", "from dip_lightning.outputs import peak_memory_mb; print(peak_memory_mb())"],
                          capture_output=True, text=True, check=True).stdout
     assert float(out) < 900 and big.sum() > 0, out
+
+
+@pytest.mark.parametrize("task", ["deblur", "jpeg", "restore", "flash"])
+def test_every_local_task_runs_in_tiles(compose_cfg, image_file, task):
+    """Deblurring (the kernel's margin), JPEG (tiles on its 8×8 blocks), restoration and
+    flash/no-flash (the flash photo cropped per tile) restore a 70×61 image in 40² tiles (3×3)."""
+    path = image_file(70, 61, 3)
+    overrides = [f"task={task}"]
+    if task == "flash":
+        overrides.append(f"task.flash={image_file(70, 61, 3, name='flash.png')}")
+    cfg = compose_cfg(f"image={path}", *overrides, "tile=40", "tile_overlap=20", "iters=3", *SMALL)
+    boxes = plan(cfg, observe(cfg)).boxes
+    if task == "jpeg":  # on the blocks, but for the last tile of a row, which ends at the border
+        assert all(b[0] % 8 == 0 or b[0] + b[2] == 70 for b in boxes)
+        assert all(b[1] % 8 == 0 or b[1] + b[3] == 61 for b in boxes)
+    m = run(cfg)["metrics"]
+    assert m["status"] == "completed" and m["image_size"] == [70, 61] and m["tiles"] == len(boxes) == 9
