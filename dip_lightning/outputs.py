@@ -202,6 +202,13 @@ def convergence(history: dict, psnr_best: float | None, it_per_s: float | None,
     return {"steps_to_95": step, "s_to_95": None if (step is None or not it_per_s) else round(step / it_per_s, 3)}
 
 
+def observed_psnr(task, y: torch.Tensor, gt: torch.Tensor | None) -> float | None:
+    """``psnr_observed``: the task's naive estimate from y alone (e.g. bicubic for SR) against the
+    ground truth; None without one, or when the estimate is not of the image's shape."""
+    baseline = task.baseline(y) if gt is not None else None
+    return _f(psnr(baseline, gt)) if (baseline is not None and baseline.shape == gt.shape) else None
+
+
 def evaluate(protocol: str | None, output: str, images: dict, gt: torch.Tensor | None) -> float | None:
     """``psnr_eval``: the ``protocol``'s score of the ``output`` image (final | ema | best) against
     the ground truth; None without either."""
@@ -245,11 +252,8 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
     best_step = int(module.best_step[i]) if gt is not None else None
     plot_curves(history, out_dir / "psnr.png", best_step, es["es_step"],
                 title=f"{type(task).__name__} · {type(fit.net).__name__}")
-    baseline = task.baseline(prob.y) if gt is not None else None
-    if baseline is not None and baseline.shape != gt.shape:
-        baseline = None
     psnr_best = _f(module.best_psnr[i]) if gt is not None else None
-    psnr_observed = _f(psnr(baseline, gt)) if baseline is not None else None
+    psnr_observed = observed_psnr(task, prob.y, gt)
     es_psnr = _f(psnr(es_image, gt)) if (es_image is not None and gt is not None) else None
     metrics = {
         **common,

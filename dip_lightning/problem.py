@@ -54,12 +54,18 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
         box = center_crop_box(*x.shape[-2:], obs_multiple if adopt else lcm(multiple, s), pil_round=s > 1 and not adopt)
         task.crop_like(box, tuple(x.shape[-2:]))  # operator state of the image's size (mask, flash) alike
         x = crop(x, box)
-    if adopt:
-        y, x_true = task.adopt(x), None
-    else:
-        x_true = task.crop_ground_truth(x)
-        y = task.simulate(x_true, generator)
+    y, x_true = make_observation(task, x, adopt, generator)
     return pad_problem(task, y, x_true, multiple, min_size)
+
+
+def make_observation(task: Task, x: torch.Tensor, adopt: bool,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(y, ground truth): the image ``x`` (1, C, H, W) adopted as the observation (no ground
+    truth), or made valid for the task and degraded by it."""
+    if adopt:
+        return task.adopt(x), None
+    x_true = task.crop_ground_truth(x)
+    return task.simulate(x_true, generator), x_true
 
 
 def pad_problem(task: Task, y: torch.Tensor, x_true: torch.Tensor | None, multiple: int,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import gc
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from dip_lightning import tiles as tiling
 from dip_lightning.instantiate import instantiate
 from dip_lightning.io import crop, load_image
 from dip_lightning.loggers import build_logger, finish_logger, log_summary
-from dip_lightning.problem import Fit, alpha_of, net_input, new_net, pad_problem
+from dip_lightning.problem import Fit, alpha_of, make_observation, net_input, new_net, pad_problem
 from dip_lightning.seeds import stream_seed
 from dip_lightning.tasks.base import Task
 
@@ -63,12 +62,8 @@ def observe(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) 
     img = load_image(cfg.image if image is None else image, cfg.get("resize"))
     if task.needs_alpha:
         task.alpha = alpha_of(cfg.image, image, img)
-    x = img[None]
-    if bool(cfg.observed) or task.blind:
-        y, x_true = task.adopt(x), None
-    else:
-        x_true = task.crop_ground_truth(x)
-        y = task.simulate(x_true, torch.Generator().manual_seed(stream_seed(int(cfg.seed), "observation")))
+    generator = torch.Generator().manual_seed(stream_seed(int(cfg.seed), "observation"))
+    y, x_true = make_observation(task, img[None], bool(cfg.observed) or task.blind, generator)
     s = int(task.scale)
     return Whole(task, y, x_true, "array" if image is not None else str(cfg.image), y.shape[-2] * s, y.shape[-1] * s)
 
@@ -208,10 +203,3 @@ def run_tiled(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None
     log.info(summary_line(results))
     return results
 
-
-def pooled_psnr(values: list[float], shares: list[float]) -> float:
-    """The PSNR of the tiles taken together: −10 log10 of their MSEs averaged by share of the image."""
-    if any(not math.isfinite(v) for v in values):
-        return math.nan
-    mse = sum(s * 10 ** (-v / 10) for v, s in zip(values, shares)) / sum(shares)
-    return -10 * math.log10(mse)

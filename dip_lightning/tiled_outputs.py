@@ -12,6 +12,7 @@ PSNR of the pixels within 8 px of an inner tile border and of all the others.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -20,12 +21,21 @@ from omegaconf import DictConfig
 from dip_lightning.history import FIELDS
 from dip_lightning.io import crop, save_image
 from dip_lightning.metrics import PROTOCOLS, psnr, ssim
-from dip_lightning.outputs import _f, convergence, panel_of, peak_memory_mb, plot_curves, write_curves, write_json
+from dip_lightning.outputs import (_f, convergence, observed_psnr, panel_of, peak_memory_mb, plot_curves, write_curves,
+                                   write_json)
 from dip_lightning.overrides import image_name
-from dip_lightning.tiled import Tiling, Whole, pooled_psnr
+from dip_lightning.tiled import Tiling, Whole
 from dip_lightning.tiles import blend, border_band
 
 PSNR_FIELDS = ("psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt")
+
+
+def pooled_psnr(values: list[float], shares: list[float]) -> float:
+    """The PSNR of the tiles taken together: −10 log10 of their MSEs averaged by share of the image."""
+    if any(not math.isfinite(v) for v in values):
+        return math.nan
+    mse = sum(s * 10 ** (-v / 10) for v, s in zip(values, shares)) / sum(shares)
+    return -10 * math.log10(mse)
 
 
 def pooled_history(tiles: list[dict], shares: list[float]) -> dict[str, list[float]]:
@@ -79,10 +89,7 @@ def write_tiled(cfg: DictConfig, whole: Whole, tiling: Tiling, groups: list[dict
 
     status, reason = _status(groups)
     band = border_band(boxes, h, w)
-    baseline = whole.task.baseline(whole.y) if gt is not None else None
-    if baseline is not None and baseline.shape != gt.shape:
-        baseline = None
-    psnr_observed = _f(psnr(baseline, gt)) if baseline is not None else None
+    psnr_observed = observed_psnr(whole.task, whole.y, gt)
     psnr_best = _f(psnr(assembled["best"], gt)) if assembled["best"] is not None else None
     es_psnr = _f(psnr(assembled["es"], gt)) if (assembled["es"] is not None and gt is not None) else None
     rates = [t["it_per_s"] for t in tiles[::batch] if t["it_per_s"]]

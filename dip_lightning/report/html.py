@@ -82,7 +82,7 @@ def to_html(text: str) -> str:
     import markdown
 
     page = markdown.markdown(align_numbers(text), extensions=["tables", "fenced_code"], output_format="html")
-    return page.replace("<p><strong>", "<p class='banner'><strong>") if "NOT comparable" in page else page
+    return re.sub(r"<p><strong>([^<]*NOT comparable)", r"<p class='banner'><strong>\1", page)
 
 
 def write_html(path: Path, title: str, sections: list[tuple[str, str]], images: list[tuple[str, Path]],
