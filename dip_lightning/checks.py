@@ -87,9 +87,10 @@ def fitting_tile(net, in_channels: int, cfg: DictConfig, out_channels: int, free
     if cfg.get("tile"):
         return None
     multiple = int(getattr(net, "multiple", 1))
+    overlap = int(cfg.get("tile_overlap") or 0)  # a tile must exceed the overlap the user set
     for side in (2048, 1536, 1024, 768, 512, 384, 256, 192, 128, 96, 64):
         side -= side % multiple
-        if side < max(canvas) and side >= int(getattr(net, "min_size", 2 * multiple)):
+        if overlap < side < max(canvas) and side >= int(getattr(net, "min_size", 2 * multiple)):
             if estimate_step_bytes(net, in_channels, (side, side)) + stopping_bytes(cfg, out_channels * side * side) <= free:
                 return side
     return None

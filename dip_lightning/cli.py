@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dip_lightning import gpu_slots, job_lock, resume, steps  # noqa: F401  (steps: the dip_task_step resolver)
-from dip_lightning.multirun import stop_with_parent
+from dip_lightning.signals import stop_with_parent
 from dip_lightning.outputs import write_json
 from dip_lightning.overrides import NOT_COMPUTED, image_name
 from dip_lightning.run import run

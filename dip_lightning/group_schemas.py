@@ -39,7 +39,7 @@ class Denoise(Keys):
 
 
 class SuperResolution(Keys):
-    factor: Annotated[int, Field(ge=2)] = allowed("the SR factor, an integer >= 2, e.g. 4 or 8")
+    factor: Annotated[int, Field(ge=2)] = allowed("the SR factor, an integer >= 2, e.g. task.factor=4")
     observe: Literal["pil", "operator"] = allowed("pil or operator")
     modcrop: bool = allowed("true or false")
 

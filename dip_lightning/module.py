@@ -61,6 +61,9 @@ class DIPModule(pl.LightningModule):
         fits: K, the number of packed fits. out_channels: K·C of the net's output (default y's).
         method: the DIP variant's hooks (``dip_lightning.methods``; default plain DIP): what is
             trained, the input, extra loss terms, the step's aftermath and the returned estimate.
+        loss_weight: pixel weights w of the data term, y's shape (None: all 1), which is then
+            Σ w·(A(x̂) − y)² / Σ w per fit (a tile leaves out the band whose y depends on pixels
+            beyond the tile).
     """
 
     #: backtracking without reading ``good`` on the host: None = on any device but the CPU
@@ -71,7 +74,8 @@ class DIPModule(pl.LightningModule):
                  reg_noise_std: float = 0.0, exp_weight: float | None = None,
                  backtrack_db: float | None = None, tv_weight: float = 0.0, eval_every: int = 10, seed: int = 0,
                  memory_format: str = "contiguous", fits: int = 1, seeds: Sequence[int] | None = None,
-                 out_channels: int | None = None, method: nn.Module | None = None):
+                 out_channels: int | None = None, method: nn.Module | None = None,
+                 loss_weight: torch.Tensor | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.net, self.task, self.optimizer_factory = net, task, optimizer
@@ -98,6 +102,7 @@ class DIPModule(pl.LightningModule):
 
         self.register_buffer("z", z)
         self.register_buffer("y", y)
+        self.register_buffer("loss_weight", None if loss_weight is None else loss_weight.expand_as(y).contiguous())
         self.register_buffer("x_true", x_true)
         self.has_gt = x_true is not None
         c, (h, w) = int(out_channels or y.shape[1]), self.box[2:]
@@ -183,7 +188,12 @@ class DIPModule(pl.LightningModule):
             out, extra = self.method.forward(self, self._input())  # extra: the method's loss terms, per fit
             a = self.task(out)
             a32 = a.to(torch.promote_types(a.dtype, torch.float32))  # bf16 -> fp32; fp64 stays fp64
-            losses = (a32 - self.y).pow(2).reshape(k, -1).mean(1)  # per fit
+            err = (a32 - self.y).pow(2)
+            if self.loss_weight is None:
+                losses = err.reshape(k, -1).mean(1)  # per fit
+            else:
+                w = self.loss_weight.reshape(k, -1)
+                losses = (err.reshape(k, -1) * w).sum(1) / w.sum(1)
             loss = self.method.data_loss(losses)
             if extra is not None:
                 loss = loss + extra.sum()

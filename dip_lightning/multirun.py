@@ -12,7 +12,7 @@ reaches the sweep: signal the script. Plain Python (no Hydra import).
 
 When the script dies without running a handler (SIGKILL, the OOM killer), the sweep stops all
 the same: the child sends itself SIGTERM when the script dies
-(``stop_with_parent``, started by ``python -m dip_lightning`` from ``PARENT_ENV``), and every job
+(``signals.stop_with_parent``, started by ``python -m dip_lightning`` from ``PARENT_ENV``), and every job
 of a launcher whose workers the multirun spawns (joblib, gpus, submitit_local) does so when the
 multirun dies (``cli.job``), so the jobs write ``status: interrupted`` and their processes exit
 within seconds.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 GRACE_S = 60.0  # for the jobs to write their outputs after a forwarded signal
-PARENT_ENV = "DIP_LIGHTNING_PARENT_PID"  # the script's pid, for the multirun to stop with it
+PARENT_ENV = "DIP_LIGHTNING_PARENT_PID"  # the script's pid, for the multirun to stop with it (signals.stop_with_parent)
 
 
 def group_alive(pgid: int) -> bool:
@@ -55,57 +55,6 @@ def kill_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
     except ProcessLookupError:  # the group has exited already
         pass
-
-
-_watched: set[int] = set()  # the parents this process already watches
-
-
-def stop_with_parent(parent: int | None = None, every_s: float = 0.5) -> None:
-    """Send this process one SIGTERM when its parent (``parent``: the pid it must be, default the
-    current one) dies, however it dies: a daemon thread polls the parent pid. (Linux's parent-death
-    signal fires again at each re-parenting among the dying parent's threads, and a second SIGTERM
-    would kill a job while it writes its outputs.)"""
-    if os.name != "posix":
-        return
-    parent = os.getppid() if parent is None else int(parent)
-    if parent in _watched:
-        return
-    _watched.add(parent)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every_s)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
-
-
-class TermGuard:
-    """SIGTERM while a run lasts (``with TermGuard() as guard``, in the main thread): the first one
-    stops the run, at once, or, while ``guard.quiet`` (inside Lightning's fit, whose own handler then
-    ends the loop at the step's end; while the outputs are written), after that; a later one changes
-    nothing. A forwarded signal and the parent-death watchdog's can both arrive, and a second
-    SIGTERM must not kill a job while it writes its outputs."""
-
-    def __init__(self) -> None:
-        self.received = False
-        self.quiet = False
-        self._old = None
-
-    def __enter__(self) -> "TermGuard":
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
-            self._old = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame) -> None:
-        first, self.received = not self.received, True
-        if first and not self.quiet:
-            raise SystemExit(128 + signum)
-
-    def __exit__(self, *exc) -> bool:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-        return False
 
 
 def record_command(folder: Path, script: str, argv: list[str]) -> None:

@@ -33,7 +33,15 @@ def format_value(v: Any) -> str:
     s = str(v)
     if s and _PLAIN.match(s):
         return s
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return quote(s)
+
+
+def quote(s: str) -> str:
+    """``s`` as a quoted Hydra override value that Hydra and OmegaConf read back as ``s`` exactly:
+    quotes escaped, the backslashes before a quote or the end doubled (Hydra keeps the others as
+    they are), ``${`` escaped so that OmegaConf does not resolve it."""
+    s = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, s)
+    return "'" + s.replace("'", "\\'").replace("${", "\\${") + "'"
 
 
 def to_overrides(overrides: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ Only nets built from these blocks can be packed; a net says so with ``packable =
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -55,14 +56,31 @@ def _packed_norm(m: nn.Module, peers: list[nn.Module], k: int) -> nn.Module:
     return new
 
 
+def packable_nets() -> list[str]:
+    """The ``net=`` choices (configs/net) whose class can be packed (``packable = True``)."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    names = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "configs" / "net").glob("*.yaml")):
+        target = OmegaConf.load(path).get("_target_")
+        try:
+            packable = getattr(get_class(str(target)), "packable", False) is True
+        except Exception:  # a config whose class cannot be imported here
+            packable = False
+        if packable:
+            names.append(path.stem)
+    return names
+
+
 def pack_nets(nets: list[nn.Module]) -> nn.Module:
     """Fuse K identical-architecture nets into one grouped net (see the module docstring)."""
     k = len(nets)
     if k == 1:
         return nets[0]
     if not getattr(nets[0], "packable", False):
-        raise ValueError(f"net {type(nets[0]).__name__} cannot be packed (pack={k}); use net=skip, resnet, decoder "
-                         f"or convdecoder, or pack=1")
+        choices = " or ".join(f"net={name}" for name in packable_nets()) or "a packable net"
+        raise ValueError(f"net {type(nets[0]).__name__} cannot be packed (pack={k}); use {choices} or pack=1")
     packed = copy.deepcopy(nets[0])
     tables = [dict(n.named_modules()) for n in nets]
     for name, m in list(packed.named_modules()):

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from dip_lightning.instantiate import instantiate
 from dip_lightning.seeds import stream_seed
-from dip_lightning.io import center_crop_box, crop, lcm, load_alpha, load_image, pad_amounts, pil_resize
+from dip_lightning.io import center_crop_box, crop, lcm, load_alpha, load_image, pad_amounts, pad_image, pil_resize
 from dip_lightning.tasks.base import Task
 
 
@@ -29,6 +29,7 @@ class Problem:
     x_true: torch.Tensor | None
     box: tuple[int, int, int, int]  # (top, left, H, W) of the restored image on the canvas
     canvas: tuple[int, int]
+    weight: torch.Tensor | None = None  # (1, 1, h, w) of y_padded: the data term's pixel weights (None: all 1)
 
 
 def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bool, fit_size: str,
@@ -69,9 +70,10 @@ def make_observation(task: Task, x: torch.Tensor, adopt: bool,
 
 
 def pad_problem(task: Task, y: torch.Tensor, x_true: torch.Tensor | None, multiple: int,
-                min_size: int | None = None) -> Problem:
-    """The observation ``y`` reflection-padded (with the operator's state) so the canvas is a
-    multiple of the net's and at least ``min_size`` (``prepare_problem``)."""
+                min_size: int | None = None, weight: torch.Tensor | None = None) -> Problem:
+    """The observation ``y`` reflection-padded (with the operator's state, and the data term's
+    pixel ``weight`` of y's size) so the canvas is a multiple of the net's and at least
+    ``min_size`` (``prepare_problem``)."""
     s = int(task.scale)
     obs_multiple = lcm(multiple, s) // s
     h, w = task.observation_hw(y)
@@ -82,7 +84,8 @@ def pad_problem(task: Task, y: torch.Tensor, x_true: torch.Tensor | None, multip
     task.pad(pads)
     canvas = ((h + pt + pb) * s, (w + pl_ + pr) * s)
     box = (pt * s, pl_ * s, h * s, w * s)
-    return Problem(y=y, y_padded=y_padded, x_true=x_true, box=box, canvas=canvas)
+    weight = None if weight is None else pad_image(weight, pads, mode="reflect")
+    return Problem(y=y, y_padded=y_padded, x_true=x_true, box=box, canvas=canvas, weight=weight)
 
 
 @dataclass
@@ -168,8 +171,21 @@ def _same_size(fits: list[Fit]) -> list[Fit]:
     for f in fits[1:]:
         if (f.prob.canvas, f.prob.box) != (first.canvas, first.box) or f.prob.y.shape != first.y.shape:
             raise ValueError(f"packed fits need images of one size and channel count: got {tuple(first.y.shape[1:])} "
-                             f"and {tuple(f.prob.y.shape[1:])} (C, H, W); resize them (resize=...) or pack=1")
+                             f"and {tuple(f.prob.y.shape[1:])} (C, H, W); {_one_size_hint(fits)}")
     return fits
+
+
+def _one_size_hint(fits: list[Fit]) -> str:
+    """How to pack these images: the ``resize`` that makes them one size when there is one (checked
+    by loading them so), else fitting each alone."""
+    n = max(fits[0].prob.box[2:])
+    try:
+        shapes = {tuple(load_image(f.source, n).shape) for f in fits}
+    except (OSError, ValueError):  # not files or samples (the API's observations)
+        shapes = set()
+    if len(shapes) == 1:
+        return f"e.g. resize={n} makes them one size"
+    return "they differ in aspect ratio or channels: fit each alone (pack_images=null image=PATH)"
 
 
 def alpha_of(source, image: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:

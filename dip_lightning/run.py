@@ -9,8 +9,8 @@ training loop: Lightning's, in ``fit``.
 from __future__ import annotations
 
 import logging
-import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +18,16 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dip_lightning import malloc as cpu_malloc
-from dip_lightning.callbacks import CurveLogger, DivergenceGuard, PSNRProgressBar, Snapshots, Throughput
+from dip_lightning.callbacks import CurveLogger, DivergenceGuard, PSNRProgressBar, Snapshots, StopOnSignal, Throughput
 from dip_lightning.checks import check_memory, check_values, run_device, writable_dir
 from dip_lightning.data import step_loader
 from dip_lightning.instantiate import instantiate
 from dip_lightning.loggers import build_logger, finish_logger, log_summary, quiet_lightning
 from dip_lightning.module import DIPModule
-from dip_lightning.multirun import TermGuard
+from dip_lightning.signals import SIGTERM_EXIT, TermGuard
 from dip_lightning.nets.blocks import count_parameters
 from dip_lightning.nets.upsample import set_deterministic
 from dip_lightning.outputs import fit_dir, write_json, write_outputs
@@ -92,6 +93,9 @@ def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger: bo
     check_memory(net, z.shape[1], fits[0].prob.canvas, cfg, out_channels=channels)
     if cfg.get("compile"):
         net = torch.compile(net, mode=str(cfg.get("compile_mode") or "default"))
+    weights = [f.prob.weight for f in fits]
+    loss_weight = None if all(w is None for w in weights) else torch.cat(
+        [(torch.ones_like(f.prob.y_padded) if w is None else w.expand_as(f.prob.y_padded)) for f, w in zip(fits, weights)], 1)
     gts = [f.prob.x_true for f in fits]
     module = DIPModule(
         net=net, task=task, optimizer=instantiate(cfg.optim), z=z, y=y,
@@ -99,7 +103,7 @@ def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger: bo
         reg_noise_std=float(cfg.reg_noise_std), exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db,
         tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=str(cfg.memory_format),
         fits=k, seeds=[f.seed for f in fits], out_channels=channels,
-        method=method)
+        method=method, loss_weight=loss_weight)
     return Built(module, fits, build_callbacks(cfg, out_dir, k), build_logger(cfg) if logger else None)
 
 
@@ -130,9 +134,13 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, fits: int = 1) -> dict[str, 
     return cbs
 
 
-def fit(cfg: DictConfig, built: Built) -> tuple[str, str | None]:
+def fit(cfg: DictConfig, built: Built, guard: TermGuard | None = None) -> tuple[str, str | None]:
     """Lightning's loop over the step index. Returns (status, reason): ``completed``,
-    ``early_stopped`` or ``diverged`` (with why)."""
+    ``early_stopped``, ``pruned`` or ``diverged`` (with why). From here a SIGTERM that ``guard``
+    records ends the loop at the next step boundary (``StopOnSignal``), also one that arrives
+    during the checkpoint restore."""
+    if guard is not None:
+        guard.quiet = True
     if built.logger is not None:
         built.logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True),
                                       "params": count_parameters(built.fits[0].net)})
@@ -141,54 +149,90 @@ def fit(cfg: DictConfig, built: Built) -> tuple[str, str | None]:
         check_checkpoint(cfg.ckpt_path, built.module)
     with quiet_lightning():
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=built.logger if built.logger is not None else False,
-                                          callbacks=list(cbs.values()), enable_checkpointing="checkpoint" in cbs)
+                                          callbacks=[*([StopOnSignal(guard)] if guard else []), *cbs.values()],
+                                          enable_checkpointing="checkpoint" in cbs)
         trainer.fit(built.module, train_dataloaders=step_loader(int(cfg.iters)), ckpt_path=cfg.get("ckpt_path"))
     es, diverged = cbs.get("es"), cbs["divergence"].reason
     if diverged:
         return "diverged", diverged
+    if es is not None and es.stopped:  # a fit that early stopping ended is complete, even if a pruner spoke too
+        return "early_stopped", None
     if "pruning" in cbs and cbs["pruning"].pruned_at is not None:
         return "pruned", f"the search's pruner stopped the trial at step {cbs['pruning'].pruned_at}"
-    return ("early_stopped" if (es is not None and es.stopped) else "completed"), None
+    return "completed", None
 
 
 def run(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> dict:
-    """Restore one image (or K packed ones) as ``cfg`` says.
+    """Restore one image (or K packed ones) as ``cfg`` says; ``tile=SIZE``: tile by tile
+    (``dip_lightning/tiled.py``).
 
     Returns ``{"metrics", "restored", "output_dir", ...}``; when packed, ``"fits"`` holds one such
     dict per fit. ``image`` (a (C, H, W) tensor) replaces ``cfg.image`` when given (the Python API),
     ``make_task`` (a callable returning a task) replaces ``cfg.task``.
-    A run stopped by Ctrl-C / SIGTERM or an error still writes its outputs so far, with
-    ``status`` ``interrupted`` / ``failed`` in metrics.json, then re-raises.
+    A run stopped by Ctrl-C or SIGTERM at any moment, or by an error during the fit, still writes
+    what it has, with ``status`` ``interrupted`` / ``failed`` in metrics.json, then re-raises; after
+    a SIGTERM the process exits with 143 (``signals.TermGuard``).
     """
-    if cfg.get("tile"):  # an image of any size: tile by tile (dip_lightning/tiled.py)
-        from dip_lightning.tiled import run_tiled
+    with TermGuard() as guard:
+        if cfg.get("tile"):
+            from dip_lightning.tiled import run_tiled
 
-        return run_tiled(cfg, image, make_task)
+            return run_tiled(cfg, guard, image, make_task)
+        return run_whole(cfg, guard, image, make_task)
+
+
+def interrupted(out_dir: Path, exc: BaseException, guard: TermGuard, **keys) -> None:
+    """metrics.json of a run stopped before it had outputs to write: status ``interrupted``, the
+    signal or exception, ``keys`` (e.g. ``iters_done``). Nothing stops the write (``guard.quiet``)."""
+    guard.quiet = True
+    write_json(out_dir / "metrics.json", {"status": "interrupted", "reason": stop_reason(exc, guard), "iters_done": 0,
+                                          **keys, "output_dir": str(out_dir)})
+
+
+def stop_reason(exc: BaseException, guard: TermGuard) -> str:
+    return "SIGTERM" if guard.received else (f"{type(exc).__name__}: {exc}".strip(": ") or type(exc).__name__)
+
+
+@contextmanager
+def stoppable(out_dir: Path, guard: TermGuard):
+    """Around the steps before the fit: Ctrl-C or SIGTERM there leaves metrics.json, ``interrupted``."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as exc:
+        interrupted(out_dir, exc, guard)
+        raise
+
+
+def run_whole(cfg: DictConfig, guard: TermGuard, image: torch.Tensor | None = None, make_task=None) -> dict:
+    """``run`` for a whole image: check, set up, build, fit, write."""
     t0 = time.perf_counter()
     out_dir = check(cfg)
     log.info("run folder: %s", out_dir)
-    set_up(cfg, out_dir)
-    built = build(cfg, image, out_dir, make_task)
+    with stoppable(out_dir, guard):
+        set_up(cfg, out_dir)
+        built = build(cfg, image, out_dir, make_task)
 
     def write(status: str, reason: str | None = None) -> dict:
         return write_outputs(cfg, built.module, built.fits, built.callbacks, out_dir,
                              wall_s=time.perf_counter() - t0, status=status, reason=reason)
 
     try:
-        with TermGuard() as guard:  # a second SIGTERM never cuts the outputs short
-            try:
-                guard.quiet = True  # Lightning's own handler ends the loop at the step's end
-                status, reason = fit(cfg, built)
-            except BaseException as exc:  # Lightning turns Ctrl-C into SystemExit; SIGTERM raises SIGTERMException
-                if built.module.global_step > 0:
-                    interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-                    write("interrupted" if interrupted else "failed", f"{type(exc).__name__}: {exc}".strip(": "))
-                if type(exc).__name__ == "SIGTERMException":  # Lightning's SystemExit() would exit with 0
-                    raise SystemExit(128 + signal.SIGTERM) from exc
-                raise
-            results = write(status, reason)
-            if guard.received:  # asked to stop while the outputs were written: they are complete, now stop
-                raise SystemExit(128 + signal.SIGTERM)
+        try:
+            status, reason = fit(cfg, built, guard)
+        except BaseException as exc:  # Lightning turns Ctrl-C into SystemExit; SIGTERM raises SIGTERMException
+            stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
+            guard.quiet = True  # a second SIGTERM never cuts the outputs short
+            if built.module.global_step > 0:
+                write("interrupted" if stopped else "failed", stop_reason(exc, guard) if stopped else
+                      f"{type(exc).__name__}: {exc}".strip(": "))
+            elif stopped:
+                interrupted(out_dir, exc, guard)
+            if isinstance(exc, SIGTERMException) or guard.received:  # Lightning's SystemExit() would exit with 0
+                raise SystemExit(SIGTERM_EXIT) from exc
+            raise
+        results = write(status, reason)
+        if guard.received:  # asked to stop while the outputs were written: they are complete, now stop
+            raise SystemExit(SIGTERM_EXIT)
         if "checkpoint" in built.callbacks and not cfg.get("ckpt_keep_all", True):
             keep_latest(out_dir)
         if reason:

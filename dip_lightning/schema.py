@@ -50,7 +50,8 @@ class Run(Keys):
     cpu_malloc: Literal["reuse", "system"] = allowed("reuse or system")
     pack: PosInt = allowed("a positive number of fits")
     tile: Optional[Annotated[int, Field(ge=16)]] = allowed("a tile side >= 16 px, or null for the whole image at once")
-    tile_overlap: Annotated[int, Field(ge=0)] = allowed("a number of pixels >= 0, below the tile, e.g. 32")
+    tile_overlap: Optional[Annotated[int, Field(ge=0)]] = allowed(
+        "a number of pixels >= 0, below the tile, or null to choose it from the tile, e.g. tile_overlap=null")
     tile_batch: PosInt = allowed("a positive number of tiles fitted at once")
     eval_protocol: Optional[Literal[tuple(PROTOCOLS)]] = allowed("a paper table's protocol, or null")
     eval_output: Literal["final", "ema", "best"] = allowed("final, ema or best")

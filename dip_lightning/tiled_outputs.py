@@ -55,9 +55,10 @@ def pooled_history(tiles: list[dict], shares: list[float]) -> dict[str, list[flo
 
 
 def _status(groups: list[dict]) -> tuple[str, str | None]:
+    """The run's status from its groups' (a group is never pruned: ``fit_group`` takes the pruner off)."""
     statuses = [g["status"] for g in groups]
     reasons = [f"tile group {i}: {g['reason']}" for i, g in enumerate(groups) if g["reason"]]
-    for s in ("diverged", "pruned", "early_stopped"):
+    for s in ("diverged", "early_stopped"):
         if s in statuses:
             return s, "; ".join(reasons) or None
     return "completed", None

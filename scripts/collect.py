@@ -79,9 +79,10 @@ def build_table(rows: list[dict], metric: str, ascending: bool) -> tuple[list[st
 
 
 def markdown(header: list[str], table: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    """The jobs as a markdown table; every cell (the swept keys too) read as literal text."""
+    lines = ["| " + " | ".join(map(tables.md_text, header)) + " |", "|" + "---|" * len(header)]
     for row in table:
-        lines.append("| " + " | ".join(fmt(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
+        lines.append("| " + " | ".join(tables.md_text(fmt(v)) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -120,23 +121,24 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
     swept = set(varying_keys(jobs)) if len(jobs) > 1 else set()
     fixed = {k: v for r in jobs for k, v in r["params"].items() if k not in swept}
     failed = sum(r["status"] not in ("completed", "early_stopped") for r in jobs)
-    scored = f" of the {eval_output} output" if eval_output else ""
-    lines = [f"# Sweep {sweep}", "", f"{len(jobs)} jobs ({failed} not completed), {len(fits)} fits"
+    text_, code = tables.md_text, tables.md_code  # what comes from the jobs reads as literal text
+    scored = f" of the {text_(eval_output)} output" if eval_output else ""
+    lines = [f"# Sweep {text_(sweep)}", "", f"{len(jobs)} jobs ({failed} not completed), {len(fits)} fits"
              + (f", {len(missing)} of the suite's fits never run" if missing else "")
-             + f"; metric {metric}{scored}; jobs sorted by it ({'ascending' if ascending else 'descending'}).", ""]
+             + f"; metric {text_(metric)}{scored}; jobs sorted by it ({'ascending' if ascending else 'descending'}).", ""]
     if suite.get("quick"):
-        lines += [f"**{suite.get('suite')}, --quick: shrunk images and iterations — NOT comparable to the paper.**", ""]
+        lines += [f"**{text_(suite.get('suite'))}, --quick: shrunk images and iterations — NOT comparable to the paper.**", ""]
     if suite:
-        lines += [f"Suite {suite.get('suite')}: protocol {suite.get('eval_protocol')}, scored image "
-                  f"{suite.get('eval_output')}; Δ = ours − paper (the average's: Δ of the mean; ± is the "
+        lines += [f"Suite {text_(suite.get('suite'))}: protocol {text_(suite.get('eval_protocol'))}, scored image "
+                  f"{text_(suite.get('eval_output'))}; Δ = ours − paper (the average's: Δ of the mean; ± is the "
                   f"seeds' spread).", ""]
     if fixed and len(jobs) > 1:
-        lines += ["Fixed: " + " ".join(f"`{k}={v}`" for k, v in fixed.items()), ""]
+        lines += ["Fixed: " + " ".join(code(f"{k}={v}") for k, v in fixed.items()), ""]
     results = sweep / "optuna_best.yaml"  # a search's (dip_lightning/search/results.py)
     if results.is_file():
         best = yaml.safe_load(results.read_text()) or {}
-        lines += [f"Search best: trial {best.get('best_trial')}, {best.get('best_value')}; run it again with "
-                  f"`{best.get('overrides')}`", ""]
+        lines += [f"Search best: trial {text_(best.get('best_trial'))}, {text_(best.get('best_value'))}; run it "
+                  f"again with {code(best.get('overrides'))}", ""]
     sections = [("Groups", tables.group_markdown(groups, metric))]
     if (sweep / "search.md").is_file():  # every trial of the study, pruned ones marked
         sections.append(("Search trials", "\n".join((sweep / "search.md").read_text().splitlines()[2:])))

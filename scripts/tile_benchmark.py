@@ -32,7 +32,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
 from dip_lightning.multirun import launch
 from dip_lightning.overrides import QUIET, format_value
 
-TASKS = {"denoise": ["task=denoise", "task.sigma=25"], "sr": ["task=sr", "task.factor=4"]}
+TASKS = {"denoise": ["task=denoise", "task.sigma=25"], "sr": ["task=sr", "task.factor=4"],
+         "deblur": ["task=deblur", "task.noise_sigma=5"]}
 KEYS = ("psnr_final", "psnr_ema_final", "psnr_best", "tile_psnr_seams", "tile_psnr_rest")
 
 

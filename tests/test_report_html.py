@@ -133,28 +133,156 @@ def test_a_real_report_parses_into_clean_tables(real_report):
 
 PROBE = """<script>window.addEventListener('load', () => {
   const cells = [...document.querySelectorAll('td, th')].map(c => c.innerText);
+  const handlers = [...document.querySelectorAll('*')].filter(e => [...e.attributes].some(a => a.name.startsWith('on')));
   const out = {images: [...document.images].map(i => i.naturalWidth), text: document.body.innerText,
-               cells: cells, tables: document.querySelectorAll('table').length};
+               cells: cells, tables: document.querySelectorAll('table').length,
+               scripts: document.scripts.length, handlers: handlers.map(e => e.outerHTML),
+               links: document.links.length, alerted: window.alerted};
   const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
 });</script>"""
+#: before anything else on the page: every alert() the page makes is recorded, none is shown
+ALERT_TRAP = "<script>window.alerted = []; window.alert = m => window.alerted.push(String(m));</script>"
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no headless browser")
-def test_a_real_report_as_a_browser_shows_it(real_report, tmp_path):
-    """Headless Chromium renders the page: every picture has loaded (natural width > 0), no cell of
-    dashes and pipes, no literal # or backtick in what a person reads."""
+def browse(page_html: str, tmp_path: Path) -> dict:
+    """What headless Chromium made of the page, once loaded (``PROBE``'s findings; the trap and the
+    probe are this page's 2 scripts)."""
     page = tmp_path / "probed.html"
-    page.write_text(real_report.read_text().replace("</body>", PROBE + "</body>"))
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    dom = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+    page.write_text(page_html.replace("<head>", "<head>" + ALERT_TRAP, 1).replace("</body>", PROBE + "</body>"))
+    dom = subprocess.run([BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, flags=re.S)
     assert found, dom[-2000:]
     import html as html_lib
 
     seen = json.loads(html_lib.unescape(found.group(1)))
+    seen["shown"] = seen["text"].split('{"images"')[0]
+    return seen
+
+
+@pytest.mark.skipif(not BROWSER, reason="no headless browser")
+def test_a_real_report_as_a_browser_shows_it(real_report, tmp_path):
+    """Headless Chromium renders the page: every picture has loaded (natural width > 0), no cell of
+    dashes and pipes, no literal # or backtick in what a person reads."""
+    seen = browse(real_report.read_text(), tmp_path)
     assert seen["tables"] >= 3 and seen["images"] and all(w > 0 for w in seen["images"])
     assert not [c for c in seen["cells"] if re.fullmatch(r"[\s|:\-]+", c or "x")]
-    shown = seen["text"].split('{"images"')[0]
+    shown = seen["shown"]
     assert "`" not in shown and not [ln for ln in shown.splitlines() if ln.lstrip().startswith("#")]
+
+
+# --- text from the jobs is text: never markup, never an element ----------------------------------
+
+#: what a failure reason, an override or an image name may hold, each to be shown exactly as written
+HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "TypeError: <lambda>() takes 0 arguments",
+           "*not emphasis* and **nor this**", "_nor_this_ __init__", "a | b", "`tick` ``two``",
+           "[link](javascript:alert(1))", "&amp; &#60; &lt;b&gt;", "C:\\path\\x \\| y", "<http://x.y> <a@b.c>",
+           "# not a heading", "> not a quote", "model.exp_weight=null pack_images=[a,b]", "$\\foo{$ costs $5"]
+
+
+def visible(fragment: str) -> str:
+    """The text a reader sees in an HTML fragment (entities decoded), whitespace as in the source."""
+    p = Page()
+    p.feed(fragment)
+    p.close()
+    return "".join(p.text).strip()
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_text_from_a_job_renders_as_itself_in_a_line_a_cell_and_code(text):
+    from dip_lightning.report.html import to_html
+    from dip_lightning.report.tables import md_code, md_text
+
+    assert visible(to_html(md_text(text))) == text
+    assert visible(to_html("Reason: " + md_text(text))) == "Reason: " + text
+    assert visible(to_html("Fixed: " + md_code(text))) == "Fixed: " + text
+    cell = Page()
+    cell.feed(to_html(f"| job | reason |\n|---|---|\n| 0 | {md_text(text)} |"))
+    assert [c[1] for c in cell.tables[0][1]] == ["0", text]
+
+
+class Elements(HTMLParser):
+    """Every start tag of a page with its attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def injected(page_html: str) -> list[str]:
+    """Elements a job's text could have put into the page: a script, an event handler, a link, an
+    image that is not one of the page's embedded PNGs, emphasis."""
+    p = Elements()
+    p.feed(page_html)
+    found = [f"<{t}>" for t, _ in p.tags if t in ("script", "a", "em", "iframe", "lambda")]
+    found += [f"<{t} {k}=>" for t, a in p.tags for k in a if k.startswith("on")]
+    found += [f"<img src={a.get('src')!r}>" for t, a in p.tags if t == "img"
+              and not (a.get("src") or "").startswith("data:image/png;base64,")]
+    return found
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory):
+    """collect.py's report of a sweep whose jobs' reasons, overrides, image names and command hold
+    ``HOSTILE``: one failed job per string (its reason and a swept ``tag`` override), one completed
+    (its tag, with ``$``s that matplotlib would take as mathtext, in the pictures' titles and labels)."""
+    import importlib.util
+
+    sweep = tmp_path_factory.mktemp("hostile")
+    for i, text in enumerate(HOSTILE):
+        job = sweep / str(i)
+        job.mkdir()
+        (job / "metrics.json").write_text(json.dumps({
+            "status": "failed", "reason": text,
+            "overrides": [f"image={HOSTILE[1]}", "seed=0", f"tag={text}"]}))
+    ok = sweep / str(len(HOSTILE))
+    ok.mkdir()
+    (ok / "metrics.json").write_text(json.dumps({
+        "status": "completed", "psnr_best": 21.5, "psnr_final": 20.25, "iters_done": 3,
+        "overrides": [f"image={HOSTILE[1]}", "seed=0", f"tag={HOSTILE[-1]}"]}))
+    (ok / "environment.json").write_text(json.dumps({
+        "argv": ["dip-restore", f"tag={HOSTILE[0]}"], "platform": HOSTILE[1], "packages": {"x<b>y": "1|2*3*"}}))
+    spec = importlib.util.spec_from_file_location("collect_for_report_tests", ROOT / "scripts" / "collect.py")
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    collect.collect(sweep)
+    return sweep
+
+
+def test_a_report_of_hostile_jobs_shows_their_text_and_injects_nothing(hostile_report):
+    page = (hostile_report / "report.html").read_text()
+    assert injected(page) == []
+    p = Page()
+    p.feed(page)
+    cells = [text for rows in p.tables for row in rows for _, text, _ in row]
+    for text in HOSTILE:  # each reason and each swept value, cell for cell
+        assert cells.count(text) >= 2, text
+    assert f"image={HOSTILE[1]}" in cells or HOSTILE[1] in cells  # the image name
+    assert f"tag={HOSTILE[0]}" in "".join(p.text)  # the command
+    assert "package x<b>y" in cells and "1|2*3*" in cells  # the environment
+    summary = (hostile_report / "summary.md").read_text()  # still plain markdown to read
+    assert "\\<script>alert(1)\\</script>" in summary and "&lt;" not in summary.replace("&amp;lt;", "")
+    assert "model.exp_weight=null pack_images=[a,b]" in summary
+
+
+def test_the_checker_sees_an_injected_element():
+    bad = ("<p><script>alert(1)</script><img src=x onerror=alert(1)><em>x</em>"
+           "<a href='javascript:alert(1)'>l</a><lambda>()</p>")
+    assert injected(bad) == ["<script>", "<em>", "<a>", "<lambda>", "<img onerror=>", "<img src='x'>"]
+
+
+@pytest.mark.skipif(not BROWSER, reason="no headless browser")
+def test_a_hostile_report_as_a_browser_shows_it(hostile_report, tmp_path):
+    """Headless Chromium on the report of ``HOSTILE`` jobs: no alert() ran, no element has an event
+    handler, no script but the probe's two, no link; every string is there as text, cell for cell."""
+    seen = browse((hostile_report / "report.html").read_text(), tmp_path)
+    assert seen["alerted"] == [] and seen["handlers"] == [] and seen["scripts"] == 2 and seen["links"] == 0
+    assert all(w > 0 for w in seen["images"])
+    for text in HOSTILE:
+        assert seen["cells"].count(text) >= 2, text
+    assert "package x<b>y" in seen["cells"] and f"tag={HOSTILE[0]}" in seen["shown"]

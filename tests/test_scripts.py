@@ -408,3 +408,26 @@ def test_the_gallery_shows_three_tasks_side_by_side(tmp_path):
     assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_dir()) == ["denoise", "inpaint", "sr"]
     w, h = Image.open(out).size
     assert h > 3 * 32 and w >= 3 * 32 and out.stat().st_size < 400 * 1024
+
+
+def test_the_gallery_labels_the_noise_it_ran_and_shows_the_last_iterate_without_the_ema(tmp_path, monkeypatch):
+    """scripts/gallery.py --sigma 50 with the EMA off (exp_weight=null), shrunk: the denoising job
+    ran with σ = 50 and its row says so ("noisy sigma=50", not the config's 25), and shows the last
+    iterate labelled "DIP (no EMA)" where there is no EMA image to show."""
+    work, out = tmp_path / "work", tmp_path / "gallery.png"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "gallery.py"), "--size", "32", "--iters", "10", "--sigma", "50",
+                           "--work", str(work), "--out", str(out), *TINY_NET, "input.depth=4", "threads=1",
+                           "exp_weight=null"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in work.iterdir() if p.is_dir()) == ["denoise", "inpaint", "sr"]
+    m = json.loads((work / "denoise" / "metrics.json").read_text())
+    assert m["psnr_ema_final"] is None and not (work / "denoise" / "restored_ema.png").exists()
+    assert m["psnr_observed"] < 17  # σ = 50 (σ = 25 gives about 20 dB)
+    gallery = load("gallery")
+    shown = {}
+    monkeypatch.setattr(gallery, "panel", lambda images, labels, **kw: shown.setdefault("labels", labels))
+    gallery.row(work / "denoise", "denoise")
+    assert shown["labels"] == [f"noisy sigma=50 {m['psnr_observed']:.2f} dB", f"DIP (no EMA) {m['psnr_final']:.2f} dB",
+                               "ground truth"]
+    w, h = Image.open(out).size
+    assert h > 3 * 32 and w >= 3 * 32

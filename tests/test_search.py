@@ -260,7 +260,7 @@ def test_two_sweepers_with_one_seed_draw_different_trials_and_one_replays(kind):
     the same seed get different parameters, and a new study with that seed draws the same again."""
     import optuna
 
-    from dip_lightning.search.sweeper import per_trial_seed
+    from dip_lightning.search.samplers import per_trial_seed
 
     def make(seed):
         if kind == "random":

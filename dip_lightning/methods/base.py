@@ -1,6 +1,7 @@
 """The hooks of a DIP method, and plain DIP (Ulyanov et al. 2018), which is the identity at each.
 
 ``DIPModule`` calls, in this order:
+
 - ``input_depth(channels)`` before the net is built (a method that shapes its own z sets its depth);
 - ``attach(module)`` once, when the module is built (freeze parameters, make z trainable);
 - ``trainable(module)``: what the optimiser gets (parameters or param groups);

@@ -3,6 +3,7 @@ observation | each group's restored image | ground truth per image."""
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import warnings
 from pathlib import Path
@@ -23,6 +24,20 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _plain_text(plot):
+    """``plot`` with its text drawn as written: a ``$`` in a job's override, image name or label is
+    a dollar sign, never the start of mathtext (which draws it as a formula, or fails on it)."""
+
+    @functools.wraps(plot)
+    def drawn_as_written(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return drawn_as_written
 
 
 def read_curves(fit_dir: Path) -> dict[str, list[float]]:
@@ -69,6 +84,7 @@ def seed_curves(members: list[FitRow], key: str) -> tuple[list[float], list, np.
     return steps, seeds, ys
 
 
+@_plain_text
 def plot_curves(rows: list[FitRow], metric: str, path: Path, eval_output: str | None = None) -> bool:
     """curves.png: per group the mean curve and a min–max band over its seeds, where a seed's curve
     is its mean over the group's images (``seed_curves``: the band is the seeds' spread, not the
@@ -110,6 +126,7 @@ def _load(path: Path) -> np.ndarray | None:
     return a
 
 
+@_plain_text
 def plot_grid(rows: list[FitRow], metric: str, path: Path, eval_output: str | None = None,
               max_images: int = 8, max_groups: int = 6) -> str:
     """grid.png: per image (row) the observation, each group's scored image of its first seed and
@@ -151,6 +168,7 @@ def plot_grid(rows: list[FitRow], metric: str, path: Path, eval_output: str | No
     return shown
 
 
+@_plain_text
 def plot_metric(jobs: list[dict], swept: list[str], metric: str, ascending: bool, path: Path, top: int) -> None:
     """summary.png: the metric vs the one numeric swept parameter (seeds as repeats), else a bar
     chart of the top jobs."""

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from dip_lightning.report.tables import md_text
+
 
 def command_line(sweep: Path) -> str:
     """The sweep's command: the script's (``command.txt``, written by reproduce.py and compare.py)
@@ -78,10 +80,17 @@ def align_numbers(text: str) -> str:
 
 def to_html(text: str) -> str:
     """Markdown (pipe tables, code, emphasis, headings) as HTML, by Python-Markdown; numeric table
-    columns right-aligned; the "NOT comparable" line of a quick suite as a warning banner."""
+    columns right-aligned; the "NOT comparable" line of a quick suite as a warning banner.
+
+    The page's markup is the markdown's only: raw HTML in it (a ``<tag>`` inline or as a block)
+    shows as text, never as an element, and ``\\<`` is an escaped ``<`` (``tables.md_text``)."""
     import markdown
 
-    page = markdown.markdown(align_numbers(text), extensions=["tables", "fenced_code"], output_format="html")
+    md = markdown.Markdown(extensions=["tables", "fenced_code"], output_format="html")
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    md.ESCAPED_CHARS.append("<")
+    page = md.convert(align_numbers(text))
     return re.sub(r"<p><strong>([^<]*NOT comparable)", r"<p class='banner'><strong>\1", page)
 
 
@@ -97,7 +106,7 @@ def write_html(path: Path, title: str, sections: list[tuple[str, str]], images: 
             data = base64.b64encode(png.read_bytes()).decode("ascii")
             parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' "
                          f"src='data:image/png;base64,{data}'>")
-    rows = "\n".join(f"| {k} | {str(v).replace('|', chr(92) + '|')} |" for k, v in env.items())
+    rows = "\n".join(f"| {md_text(k)} | {md_text(v)} |" for k, v in env.items())
     parts += ["<h2>Environment</h2>", to_html(f"| key | value |\n|---|---|\n{rows}")]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}"

@@ -6,10 +6,36 @@ others are listed apart (``not_counted``), never averaged in.
 """
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass
 
 from dip_lightning.report.jobs import FitRow, natural_key, number, seed_key
+
+
+def md_text(value) -> str:
+    """Text from a job (a failure reason, an override, a path, an image name) as markdown that reads
+    as that literal text, on one line: the characters markdown or HTML would take as markup are
+    backslash-escaped (``\\`` `` ` `` ``*`` ``|`` ``<``; ``_`` unless inside a word, where it never
+    emphasises; ``[`` when a ``](``, ``][`` or ``]:`` could make a link; ``#`` and ``>`` leading), and
+    an ``&`` that would read as an entity becomes ``&amp;``. summary.md stays readable: ``exp_weight``,
+    ``pack_images=[a,b]`` and ``-0.5`` are left as they are."""
+    text = " ".join(str(value).splitlines())
+    text = re.sub(r"[\\`*|<]", lambda m: "\\" + m.group(), text)
+    text = re.sub(r"_+", lambda m: m.group() if re.match(r"[^\W_]", text[m.start() - 1:m.start()])
+                  and re.match(r"[^\W_]", text[m.end():m.end() + 1]) else m.group().replace("_", "\\_"), text)
+    if re.search(r"\][(\[:]", text):
+        text = text.replace("[", "\\[")
+    text = re.sub(r"&(?=#?\w+;)", "&amp;", text)
+    return re.sub(r"^\s*[#>]", lambda m: m.group()[:-1] + "\\" + m.group()[-1], text)
+
+
+def md_code(value) -> str:
+    """Text from a job as a markdown code span, whatever backticks it holds (a longer fence, padded)."""
+    text = " ".join(str(value).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 @dataclass
@@ -140,7 +166,7 @@ def group_markdown(table: list[dict], metric: str) -> str:
     for r in table:
         cells = [r["group"], str(r["n"]), Stat(r["mean"], r["std"], r["n"]).cell(), str(r["seeds"]), str(r["images"]),
                  *(_f(r[k], 0 if k in ("best_step", "steps_to_95") else 2) for k in EXTRA)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(md_text(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -148,15 +174,15 @@ def image_markdown(table: list[dict], metric: str, with_paper: bool) -> str:
     head = ["group", "image", f"{metric} (mean ± std over seeds)", "n"] + (["paper", "Δ"] if with_paper else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
-        name = "**average**" if r["image"] == "average" else r["image"]
-        cells = [r["group"], name, Stat(r["mean"], r["std"], r["n"]).cell(), str(r["n"])]
+        name = "**average**" if r["image"] == "average" else md_text(r["image"])
+        cells = [md_text(r["group"]), name, Stat(r["mean"], r["std"], r["n"]).cell(), str(r["n"])]
         if with_paper:
             cells += [_f(r["paper"]), "—" if r["delta"] is None else f"{r['delta']:+.2f}"]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(cells) + " |")
     for r in table:
         if r["image"] == "average" and r.get("covers"):
             have, total = r["covers"]
-            lines += ["", f"{r['group']}: the average covers {have} of the suite's {total} images"
+            lines += ["", f"{md_text(r['group'])}: the average covers {have} of the suite's {total} images"
                       + ("; its paper value is the paper's mean over those." if with_paper and r["paper"] is not None
                          else ".")]
     return "\n".join(lines)
@@ -169,6 +195,6 @@ def failed_markdown(rows: list[FitRow], metric: str) -> str:
     lines = [f"Not counted ({len(bad)}: failed, missing, or without {metric}):", "",
              "| job | image | seed | status | reason |", "|---|---|---|---|---|"]
     for r in bad:
-        reason = str(r.metrics.get("reason") or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {r.job} | {r.image} | {_f(r.seed)} | {r.status} | {reason} |")
+        cells = [r.job, r.image, _f(r.seed), r.status, r.metrics.get("reason") or ""]
+        lines.append("| " + " | ".join(md_text(c) for c in cells) + " |")
     return "\n".join(lines)

@@ -2,10 +2,12 @@
 
 ``TrialReporter`` is handed each chunk of metric rows that ``CurveLogger`` has just moved to the
 host (every ``log_every`` steps), so reporting adds no host synchronisation to the step. For each
-row it reports the objective's value at that step (``psnr_best``: the best PSNR so far;
-``psnr_ema_final``: the EMA's PSNR; other objectives, e.g. a protocol's ``psnr_eval``, which exists
-only at the end: the iterate's PSNR), the mean over packed fits; then it asks the pruner once and,
-if the trial should stop, ends the fit (``status: pruned`` in metrics.json, with ``iters_done``).
+row it reports the objective's value at that step, read from the objective's own curve
+(``objectives.OBJECTIVES``: ``psnr_best`` the best PSNR so far, ``psnr_obs_final`` the fit to the
+observation, ``ssim_final`` the SSIM, …), the mean over packed fits; then it asks the pruner once
+and, if the trial should stop, ends the fit (``status: pruned`` in metrics.json, with
+``iters_done``). A fit that is ending anyway (its last step, or early stopping's stop) is never
+pruned: it is complete, with its value. An objective without a curve reports nothing.
 """
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ import math
 
 import pytorch_lightning as pl
 
+from dip_lightning.search.objectives import OBJECTIVES
 from dip_lightning.search.storage import make_pruner, open_storage
-
-CURVE_OF = {"psnr_ema_final": "psnr_ema/gt"}  # the curve whose rows stand for an objective (default psnr/gt)
 
 
 class TrialReporter(pl.Callback):
@@ -25,7 +26,9 @@ class TrialReporter(pl.Callback):
         import optuna
 
         self.objective = str(objective)
-        self.curve = CURVE_OF.get(self.objective, "psnr/gt")
+        spec = OBJECTIVES.get(self.objective)
+        self.curve = None if spec is None else spec.curve
+        self.running_max = spec is not None and spec.running_max
         store = open_storage(str(storage))
         self.study = optuna.load_study(study_name=str(study), storage=store)
         self.study.pruner = make_pruner(self.study.user_attrs.get("pruner"))  # the sweeper's (the study keeps its spec)
@@ -36,19 +39,27 @@ class TrialReporter(pl.Callback):
 
     def rows(self, trainer: pl.Trainer, steps: list[int], rows: list) -> None:
         """Called by ``CurveLogger.flush`` with the rows it moved to the host: (fields, fits) each."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
         from dip_lightning.history import FIELDS
 
+        if self.curve is None or self.pruned_at is not None:
+            return
         col = FIELDS.index(self.curve)
-        for step, row in zip(steps, rows):
-            vals = [v for v in row[col] if math.isfinite(v)]
-            if not vals:
-                continue
-            value = sum(vals) / len(vals)
-            if self.objective == "psnr_best":
-                self.best = max(self.best, value)
-                value = self.best
-            self.trial.report(value, int(step))
+        try:
+            for step, row in zip(steps, rows):
+                vals = [v for v in row[col] if math.isfinite(v)]
+                if not vals:
+                    continue
+                value = sum(vals) / len(vals)
+                if self.running_max:
+                    self.best = max(self.best, value)
+                    value = self.best
+                self.trial.report(value, int(step))
+        except UpdateFinishedTrialError:  # failed as stale by a sweeper that thought ours gone: stop reporting
+            self.curve = None
+            return
         last = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
-        if self.pruned_at is None and not last and self.trial.should_prune():  # (a finished trial is not pruned)
+        if not last and not trainer.should_stop and self.trial.should_prune():  # (an ending fit is not pruned)
             self.pruned_at = int(trainer.global_step)
             trainer.should_stop = True

@@ -18,6 +18,8 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from dip_lightning.report.tables import md_code, md_text
+
 
 def trial_rows(study: optuna.Study, sweep_dir: Path) -> list[dict]:
     """One dict per trial: number, state, value, steps run (its job's ``iters_done``), wall time, params."""
@@ -57,10 +59,10 @@ def write_results(study: optuna.Study, sweep_dir: Path, space) -> None:
         (sweep_dir / "optuna_best.yaml").write_text(yaml.safe_dump(
             {"study": study.study_name, "best_trial": best.number, "best_value": best.value,
              "best_params": dict(best.params), "overrides": line}, sort_keys=False))
-        md += [f"Best: trial {best.number}, {best.value:.4f}. To run it again: `dip-restore {line}` "
-               f"(with the search's other overrides).", ""]
+        md += [f"Best: trial {best.number}, {best.value:.4f}. To run it again: "
+               f"{md_code('dip-restore ' + line)} (with the search's other overrides).", ""]
     md += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    fmt = lambda v: "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    fmt = lambda v: "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else md_text(v))  # noqa: E731
     md += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
     (sweep_dir / "search.md").write_text("\n".join(md) + "\n")
     plot(study, rows, space, sweep_dir)

@@ -22,14 +22,58 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """A journal file (with a file lock: safe for several processes, also on a shared file system)
-    or an RDB storage (with a heartbeat, so a dead process's trials can be found)."""
+    or an RDB storage. (Optuna's own heartbeat is not used: it works only under ``Study.optimize``;
+    the sweeper keeps its own liveness signal in the study, ``liveness.py``.)"""
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
-    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+    return optuna.storages.RDBStorage(url)
+
+
+def make_study(storage: optuna.storages.BaseStorage, name: str, direction: str,
+               pruner: dict[str, Any] | None) -> optuna.Study:
+    """The study ``name`` (created, or loaded to be continued) with the pruner ``pruner`` names, both
+    set on the study object (Optuna's samplers read it: Hyperband's brackets) and kept in the study
+    (its jobs build the same pruner from it)."""
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
+                                pruner=make_pruner(pruner))
+    study.set_user_attr("pruner", dict(pruner or {"name": "none"}))
+    size_brackets(study)
+    return study
+
+
+def size_brackets(study: optuna.Study) -> None:
+    """Let Hyperband place trials in brackets in this process. Optuna sizes the brackets inside
+    ``prune``, which only the jobs call; until then every trial is in bracket 0, and the sampler,
+    which reads the study through the asked trial's bracket, would see every trial. (With
+    ``max_resource: auto`` the brackets are sized once a trial has completed.)"""
+    pruner = study.pruner
+    if isinstance(pruner, optuna.pruners.HyperbandPruner) and not pruner._pruners:
+        pruner._try_initialization(study)
+
+
+def claim_folder(sweep_dir: Path, study: str, url: str) -> None:
+    """Record that ``sweep_dir`` holds study ``study`` in ``url`` (``search.json``); refuse in one line
+    a search of another study, or of the same name in another storage, whose trial folders
+    (``trial_NNNN``) would collide with this one's."""
+    import json
+
+    from dip_lightning.overrides import format_value
+
+    record = Path(sweep_dir) / "search.json"
+    mine = {"study": str(study), "storage": str(url)}
+    if record.is_file():
+        held = json.loads(record.read_text())
+        if held != mine:
+            raise ValueError(f"hydra.sweep.dir={sweep_dir} holds the trials of study {held['study']!r} in "
+                             f"{held['storage']}; give study {study!r} in {url} its own folder, e.g. "
+                             f"hydra.sweep.dir={format_value(str(Path(sweep_dir).parent / (Path(sweep_dir).name + '-' + str(study))))}")
+        return
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(mine) + "\n")
 
 
 def make_pruner(spec: dict[str, Any] | None) -> optuna.pruners.BasePruner:
