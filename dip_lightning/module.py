@@ -102,7 +102,8 @@ class DIPModule(pl.LightningModule):
 
         self.register_buffer("z", z)
         self.register_buffer("y", y)
-        self.register_buffer("loss_weight", None if loss_weight is None else loss_weight.expand_as(y).contiguous())
+        self.register_buffer("loss_weight", None if loss_weight is None else loss_weight.expand_as(y).contiguous(),
+                             persistent=False)  # made again from the config: not in checkpoints
         self.register_buffer("x_true", x_true)
         self.has_gt = x_true is not None
         c, (h, w) = int(out_channels or y.shape[1]), self.box[2:]

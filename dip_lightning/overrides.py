@@ -40,7 +40,7 @@ def quote(s: str) -> str:
     """``s`` as a quoted Hydra override value that Hydra and OmegaConf read back as ``s`` exactly:
     quotes escaped, the backslashes before a quote or the end doubled (Hydra keeps the others as
     they are), ``${`` escaped so that OmegaConf does not resolve it."""
-    s = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, s)
+    s = re.sub(r"(\\+)(?='|$|\$\{)", lambda m: m.group(1) * 2, s)
     return "'" + s.replace("'", "\\'").replace("${", "\\${") + "'"
 
 

@@ -137,8 +137,8 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, fits: int = 1) -> dict[str, 
 def fit(cfg: DictConfig, built: Built, guard: TermGuard | None = None) -> tuple[str, str | None]:
     """Lightning's loop over the step index. Returns (status, reason): ``completed``,
     ``early_stopped``, ``pruned`` or ``diverged`` (with why). From here a SIGTERM that ``guard``
-    records ends the loop at the next step boundary (``StopOnSignal``), also one that arrives
-    during the checkpoint restore."""
+    records ends the loop at the next step boundary, also one that arrives during the checkpoint
+    restore (``StopOnSignal``)."""
     if guard is not None:
         guard.quiet = True
     if built.logger is not None:
@@ -149,7 +149,7 @@ def fit(cfg: DictConfig, built: Built, guard: TermGuard | None = None) -> tuple[
         check_checkpoint(cfg.ckpt_path, built.module)
     with quiet_lightning():
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=built.logger if built.logger is not None else False,
-                                          callbacks=[*([StopOnSignal(guard)] if guard else []), *cbs.values()],
+                                          callbacks=[*cbs.values(), *([StopOnSignal(guard)] if guard else [])],
                                           enable_checkpointing="checkpoint" in cbs)
         trainer.fit(built.module, train_dataloaders=step_loader(int(cfg.iters)), ckpt_path=cfg.get("ckpt_path"))
     es, diverged = cbs.get("es"), cbs["divergence"].reason
@@ -177,8 +177,12 @@ def run(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> d
         if cfg.get("tile"):
             from dip_lightning.tiled import run_tiled
 
-            return run_tiled(cfg, guard, image, make_task)
-        return run_whole(cfg, guard, image, make_task)
+            results = run_tiled(cfg, guard, image, make_task)
+        else:
+            results = run_whole(cfg, guard, image, make_task)
+        if guard.received:  # while the run wound down (logger, summary): its outputs are complete, now stop
+            raise SystemExit(SIGTERM_EXIT)
+    return results
 
 
 def interrupted(out_dir: Path, exc: BaseException, guard: TermGuard, **keys) -> None:

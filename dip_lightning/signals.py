@@ -1,9 +1,10 @@
 """Signals in a run's process, for runs and scripts alike (plain Python, no Hydra or torch import).
 
 - ``TermGuard``: the run's SIGTERM contract. From the run's first line the first SIGTERM stops it at
-  once (``SystemExit(143)``); inside the fit it is acted on at the end of the step (or of the
-  checkpoint restore: ``callbacks.StopOnSignal`` raises Lightning's ``SIGTERMException``), and while
-  the outputs are written only after they are written. A later SIGTERM changes nothing.
+  once (``SystemExit(143)``); inside the fit it is acted on at the end of the step (Lightning's
+  handler), or once the checkpoint is restored (``callbacks.StopOnSignal``); while the outputs are
+  written, once they are written; and one that arrives while the run winds down (logger, summary)
+  when ``run`` returns. A later SIGTERM changes nothing.
 - ``stop_with_parent``: a job sends itself that SIGTERM when the process that launched it dies.
 """
 from __future__ import annotations

@@ -248,12 +248,12 @@ def run_tiled(cfg: DictConfig, guard, image: torch.Tensor | None = None, make_ta
         set_up(cfg, out_dir)
         whole = observe(cfg, image, make_task)
         tiles = plan(cfg, whole)
-    method = instantiate(cfg.method) if cfg.get("method") else None
-    make_input, n = instantiate(cfg.input), len(tiles.boxes)
-    k = max(1, min(int(cfg.get("tile_batch") or 1), n))
-    computed, again = computed_config(cfg), bool(cfg.get("skip_completed"))
-    log.info("%d tiles of %d px (overlap %d px), %d at a time", n, tiles.size, tiles.overlap, k)
-    logger = build_logger(cfg)
+        method = instantiate(cfg.method) if cfg.get("method") else None
+        make_input, n = instantiate(cfg.input), len(tiles.boxes)
+        k = max(1, min(int(cfg.get("tile_batch") or 1), n))
+        computed, again = computed_config(cfg), bool(cfg.get("skip_completed"))
+        log.info("%d tiles of %d px (overlap %d px), %d at a time", n, tiles.size, tiles.overlap, k)
+        logger = build_logger(cfg)
     try:
         groups: list[dict] = []
         try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Tiled fits against whole-image fits: quality, seams and memory.
 
-    python scripts/tile_benchmark.py quality [--tasks denoise,sr] [--images camera,coffee,chelsea]
+    python scripts/tile_benchmark.py quality [--tasks denoise,sr,deblur] [--images camera,coffee,chelsea]
         [--seeds 0,1] [--size 128] [--tile 64] [--overlap 32] [--iters 1000] [--work DIR] [OVERRIDES...]
     python scripts/tile_benchmark.py memory [--sizes 512,1024,2048] [--tile 128] [--iters 2] [OVERRIDES...]
 

@@ -73,6 +73,7 @@ def test_same_seed_same_observation_other_seed_other_noise(compose_cfg):
     assert not torch.equal(m0, m1) and not torch.equal(y0, y1)
 
 
+@pytest.mark.slow
 def test_mri_is_complex_and_beats_zero_filling(compose_cfg):
     """The MRI preset (with the complex step, dip_lightning/steps.py): the net paints 2 channels
     (real, imaginary), scored on the magnitude; after a short fit the magnitude PSNR beats the

@@ -181,6 +181,7 @@ def test_checkpoint_order_and_what_prepare_keeps(tmp_path):
     assert [p.name for p in folder.glob("step_*")] == ["step_000004.ckpt"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="flock")
 def test_a_job_folder_that_another_process_runs_is_left_alone(tmp_path, image_file):
     """A job whose folder's lock another live process holds touches nothing there (not its

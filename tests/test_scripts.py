@@ -58,6 +58,7 @@ def groups_csv(work: Path) -> list[dict]:
     return list(csv.DictReader(open(work / "summary.csv")))
 
 
+@pytest.mark.slow
 def test_quick_suite_on_two_joblib_workers_with_two_seeds_and_its_report(data_dir, tmp_path):
     """One job per image × seed through the joblib launcher; the report's per-image means and
     standard deviations, its average row and its group row are those of the jobs' metrics.json."""
@@ -101,6 +102,7 @@ def test_quick_suite_on_two_joblib_workers_with_two_seeds_and_its_report(data_di
     assert problems(page) == [] and "class='banner'" in page  # clean tables; "NOT comparable" stands out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["gpus", "submitit_local"])
 def test_a_suite_runs_on_the_gpus_and_submitit_launchers(launcher, data_dir, tmp_path, monkeypatch):
     """The same quick suite through the one-job-per-GPU launcher (2 fake GPUs) and submitit's local
@@ -122,6 +124,7 @@ def test_a_suite_runs_on_the_gpus_and_submitit_launchers(launcher, data_dir, tmp
     assert per_image == pytest.approx({i: jobs[(i, 0)]["psnr_eval"] for i in ("baby", "bird")}, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_a_second_launch_runs_no_completed_job(data_dir, tmp_path):
     rep = load("reproduce")
     work = tmp_path / "work"
@@ -159,6 +162,7 @@ def running_in_group(pgid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process groups from /proc (Linux)")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stopping_the_script_stops_its_jobs(data_dir, tmp_path, sig):
@@ -194,6 +198,7 @@ def test_stopping_the_script_stops_its_jobs(data_dir, tmp_path, sig):
     assert not [pid for g in groups for pid in running_in_group(g)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_a_killed_script_leaves_no_sweep_running(data_dir, tmp_path):
     """SIGKILL of reproduce.py (no handler runs): its multirun and the joblib workers get the
@@ -231,6 +236,7 @@ def test_a_killed_script_leaves_no_sweep_running(data_dir, tmp_path):
     assert sorted(Path(r["image"]).stem for r in rows) == ["baby", "bird"]  # one row per image
 
 
+@pytest.mark.slow
 def test_an_interrupted_job_continues_from_its_last_readable_checkpoint(data_dir, tmp_path, capfd):
     """A job cut short (its latest checkpoint half-written) resumes from the one before, and ends
     with the metrics of the uninterrupted job; checkpoints of another setting are removed."""
@@ -297,6 +303,7 @@ def test_sr_evaluation_region_is_the_original_scripts(tmp_path):
     assert m["psnr_eval"] == pytest.approx(psnr_y_shaved(restored, truth), abs=0.01)
 
 
+@pytest.mark.slow
 def test_reproduce_pack_puts_same_size_images_in_one_job_and_reports_each(data_dir, tmp_path):
     """--pack 2: baby and bird in one packed job, head alone, odd (another size) alone; in float64
     each image's score equals its lone run's, and the report has one row per image."""
@@ -323,6 +330,7 @@ def test_reproduce_needs_the_suite_folder(tmp_path, capsys):
     assert "inpainting11/" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_two_nets_two_seeds_two_images(wandb_offline, tmp_path):
     """8 jobs in one multirun; the report groups them by net: 2 rows with n = 4; report.html holds
     nothing from outside itself."""
@@ -396,24 +404,11 @@ def test_a_swept_setting_gets_its_own_job_folders(data_dir, tmp_path):
 
 
 
-def test_the_gallery_shows_three_tasks_side_by_side(tmp_path):
-    """scripts/gallery.py, shrunk: one multirun of the three tasks and one picture of their rows."""
-    from PIL import Image
-
-    out = tmp_path / "gallery.png"
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "gallery.py"), "--size", "32", "--iters", "3",
-                           "--work", str(tmp_path / "work"), "--out", str(out), *TINY_NET, "input.depth=4", "threads=1"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_dir()) == ["denoise", "inpaint", "sr"]
-    w, h = Image.open(out).size
-    assert h > 3 * 32 and w >= 3 * 32 and out.stat().st_size < 400 * 1024
-
-
 def test_the_gallery_labels_the_noise_it_ran_and_shows_the_last_iterate_without_the_ema(tmp_path, monkeypatch):
-    """scripts/gallery.py --sigma 50 with the EMA off (exp_weight=null), shrunk: the denoising job
-    ran with σ = 50 and its row says so ("noisy sigma=50", not the config's 25), and shows the last
-    iterate labelled "DIP (no EMA)" where there is no EMA image to show."""
+    """scripts/gallery.py, shrunk, with --sigma 50 and the EMA off (exp_weight=null): the three tasks
+    side by side in one picture; the denoising job ran with σ = 50 and its row says so ("noisy
+    sigma=50", not the config's 25), and shows the last iterate labelled "DIP (no EMA)" where there
+    is no EMA image to show."""
     work, out = tmp_path / "work", tmp_path / "gallery.png"
     proc = subprocess.run([sys.executable, str(SCRIPTS / "gallery.py"), "--size", "32", "--iters", "10", "--sigma", "50",
                            "--work", str(work), "--out", str(out), *TINY_NET, "input.depth=4", "threads=1",
@@ -430,4 +425,4 @@ def test_the_gallery_labels_the_noise_it_ran_and_shows_the_last_iterate_without_
     assert shown["labels"] == [f"noisy sigma=50 {m['psnr_observed']:.2f} dB", f"DIP (no EMA) {m['psnr_final']:.2f} dB",
                                "ground truth"]
     w, h = Image.open(out).size
-    assert h > 3 * 32 and w >= 3 * 32
+    assert h > 3 * 32 and w >= 3 * 32 and out.stat().st_size < 400 * 1024

@@ -127,6 +127,7 @@ def test_a_pruned_search_writes_its_trials_and_what_it_found(tmp_path, image_fil
     assert "Search best: trial" in text and "## Search trials" in text
 
 
+@pytest.mark.slow
 def test_a_relaunch_continues_the_study_and_reruns_what_a_dead_sweeper_left(tmp_path, image_file):
     """The same search into the same folder: finished trials stay (their folders untouched),
     n_trials counts the whole study, and a trial left running by a sweeper that died (as a kill
@@ -167,6 +168,7 @@ def test_two_sweepers_feed_one_study(tmp_path, image_file):
     assert sorted(int(p.name[6:]) for p in ran) == sorted(t.number for t in done)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "gpus", "submitit_local"])
 def test_the_search_runs_on_every_launcher(tmp_path, image_file, launcher):
     """Two trials per batch through joblib, the gpus launcher (faked GPUs) and submitit's local
@@ -211,6 +213,7 @@ def test_a_search_without_ground_truth_is_refused_unless_an_objective_is_named(t
     assert not job_dirs(tmp_path / "b")  # trial folders, not job numbers
 
 
+@pytest.mark.slow
 def test_the_search_benchmark_compares_a_pruned_search_with_the_full_one(tmp_path):
     """scripts/search_benchmark.py, shrunk: both searches run; the pruned one runs fewer steps; the
     table's steps are the trials' iters_done."""
@@ -228,6 +231,7 @@ def test_the_search_benchmark_compares_a_pruned_search_with_the_full_one(tmp_pat
     assert "| camera | pruned |" in (tmp_path / "search_benchmark.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_a_killed_search_relaunched_into_its_folder_ends_with_n_trials(tmp_path, image_file):
     """SIGKILL of the search while its second trial runs; the same command again: the finished
@@ -237,7 +241,7 @@ def test_a_killed_search_relaunched_into_its_folder_ends_with_n_trials(tmp_path,
 
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "dip_lightning", "-m", "hparams_search=optuna_lr", f"image={image_file(16, 16, 3)}",
-           *TINY, "iters=400", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"]
+           *TINY, "iters=400", "hydra.sweeper.n_trials=2", "hydra.sweeper.stale_after_s=8", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (sweep / "trial_0001" / "environment.json").is_file() and time.time() < deadline:

@@ -159,3 +159,17 @@ def test_a_sigterm_while_the_outputs_are_written_lets_them_finish(compose_cfg, s
     assert m["status"] == "completed" and m["iters_done"] == 8 and m["psnr_final"] is not None
     out = Path(cfg.paths.output_dir)
     assert all((out / f).is_file() for f in ("restored.png", "panel.png", "psnr.png"))
+
+
+def test_a_sigterm_while_the_run_winds_down_still_exits_143(compose_cfg, image_file, monkeypatch):
+    """After the outputs, while the logger finishes: the run is complete, and then it stops."""
+    summary = runmod.log_summary
+
+    def term_then_summary(*a, **k):
+        term()
+        return summary(*a, **k)
+
+    monkeypatch.setattr(runmod, "log_summary", term_then_summary)
+    cfg = compose_cfg(f"image={image_file(20, 20, 1)}", "iters=3", "input.depth=4", *QUIET, *TINY_NET)
+    m = stopped(cfg)
+    assert m["status"] == "completed" and m["iters_done"] == 3

@@ -162,6 +162,7 @@ def test_packed_sweep_jobs_fit_k_seeds_each(tmp_path, image_file):
     assert len(rows) == 2 and {float(r["optim.lr"]) for r in rows} == {1e-3, 1e-2}
 
 
+@pytest.mark.slow
 def test_joblib_launcher_two_workers(wandb_offline, image_file):
     """The plugin's own joblib launcher with 2 workers: 4 jobs, 4 W&B runs, 4 metrics.json, 4 rows."""
     sweep = wandb_offline / "sweep"
@@ -170,6 +171,7 @@ def test_joblib_launcher_two_workers(wandb_offline, image_file):
     check_wandb_sweep(sweep, cli=False)
 
 
+@pytest.mark.slow
 def test_joblib_gpus_launcher_one_slot_per_worker(wandb_offline, image_file, monkeypatch):
     """hydra/launcher=gpus (the joblib launcher, n_jobs = 2 fake GPUs): 4 jobs over 2 worker processes,
     each its own W&B run; a slot is held by one process and runs one job at a time."""

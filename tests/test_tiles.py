@@ -93,6 +93,7 @@ def texture(path, size: int = 96):
     return path
 
 
+@pytest.mark.slow
 def test_no_seams_the_band_at_tile_borders_is_as_good_as_the_rest(compose_cfg, tmp_path):
     """Denoising a 96² texture in 48² tiles (3×3): the pixels within 8 px of an inner tile border
     are restored within 0.3 dB of the others (each side's PSNR over both seeds' pixels)."""
@@ -109,6 +110,7 @@ def test_no_seams_the_band_at_tile_borders_is_as_good_as_the_rest(compose_cfg, t
     assert gap < 0.3, gap
 
 
+@pytest.mark.slow
 def test_a_tiled_fit_peaks_below_the_whole_image_fit(tmp_path):
     """Peak RSS of two processes, one 192² step each: the whole image against 64² tiles."""
     peaks = {}
@@ -141,13 +143,14 @@ def test_the_tile_benchmark_compares_tiled_with_whole_image_fits(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import tile_benchmark
 
-    assert tile_benchmark.main(["quality", "--tasks", "denoise", "--images", "camera", "--seeds", "0", "--size", "48",
+    assert tile_benchmark.main(["quality", "--tasks", "deblur", "--images", "camera", "--seeds", "0", "--size", "48",
                                 "--tile", "32", "--overlap", "12", "--iters", "3", "--work", str(tmp_path),
                                 *TINY_NET, "input.depth=4", "threads=1"]) == 0
     table = (tmp_path / "quality.md").read_text()
-    assert "| denoise | whole | 1 |" in table and "| denoise | tiled | 1 |" in table
+    assert "| deblur | whole | 1 |" in table and "| deblur | tiled | 1 |" in table
 
 
+@pytest.mark.slow
 def test_a_jobs_peak_memory_is_its_own_not_its_parents():
     """Linux carries ru_maxrss over fork and exec: a job started by a 1 GiB process must still
     report its own peak (VmHWM), or every job of a big sweep process reports the parent's size."""

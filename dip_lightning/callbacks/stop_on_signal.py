@@ -1,9 +1,10 @@
-"""Ends the fit at the first step boundary after a SIGTERM that ``signals.TermGuard`` recorded.
+"""Ends the fit before its first step after a SIGTERM that ``signals.TermGuard`` recorded earlier.
 
-Lightning acts on a SIGTERM only once its own handler is installed, after set-up and the checkpoint
-restore; one that arrives earlier (a scheduler, the parent-death watchdog) would otherwise be acted
-on only after every step ran. This callback looks at the guard when training starts (after the
-restore) and after each step, and raises Lightning's ``SIGTERMException`` as Lightning itself does.
+Lightning installs its own SIGTERM handler (chained with the guard's) only after set-up and the
+checkpoint restore, and from then on stops the loop at the end of a step itself; a SIGTERM that
+arrives before (a scheduler, the parent-death watchdog) reaches only the guard, and would be acted
+on after every step ran. This callback looks at the guard when training starts, after the
+restore and the handler's installation, and raises Lightning's ``SIGTERMException`` as Lightning does.
 """
 from __future__ import annotations
 
@@ -15,12 +16,6 @@ class StopOnSignal(pl.Callback):
     def __init__(self, guard) -> None:
         self.guard = guard
 
-    def _check(self) -> None:
+    def on_train_start(self, trainer, pl_module) -> None:
         if self.guard.received:
             raise SIGTERMException()
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._check()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._check()

@@ -6,8 +6,9 @@ its ``beat`` (wall-clock seconds since the epoch) every ``stale_s / 8`` from a d
 signal lives in the storage, so it works alike on the journal file and on any RDB, on one host or
 across many. A running trial is stale, and is failed so that its budget is run again, when
 
-- its sweeper ran on this host and that process is gone (the pid is free, or belongs to a process
-  started at another time), or
+- its sweeper ran on this host, that process is gone (the pid is free, or belongs to a process
+  started at another time) and its beat has paused for two beats (a process in another pid
+  namespace under the same host name is not taken for a dead one), or
 - its beat is older than ``stale_s`` (the hosts' clocks are assumed to agree well within it), or
 - it was never signed and was asked more than ``stale_s`` ago (its sweeper died between ask and sign).
 
@@ -66,7 +67,12 @@ class Liveness:
         self.owner = f"{host_name()}:{pid}:{process_start(pid) or 'na'}"
         self.running: dict[int, object] = {}
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
         threading.Thread(target=self._beat, name="sweeper-liveness", daemon=True).start()
+
+    def stop(self) -> None:
+        """No more beats (the search has ended)."""
+        self._stopped.set()
 
     def sign(self, trial) -> None:
         """Sign ``trial`` (an ``optuna.Trial`` just asked) and beat for it until ``done``."""
@@ -80,8 +86,7 @@ class Liveness:
             self.running.pop(trial.number, None)
 
     def _beat(self) -> None:
-        while True:
-            time.sleep(self.stale_s / 8)
+        while not self._stopped.wait(self.stale_s / 8):
             with self._lock:
                 trials = list(self.running.values())
             for trial in trials:
@@ -93,14 +98,16 @@ class Liveness:
     def stale(self, trial) -> bool:
         """Whether running ``trial`` (a FrozenTrial) has lost its sweeper."""
         owner, beat = trial.user_attrs.get(OWNER), trial.user_attrs.get(BEAT)
-        if owner == self.owner:
-            return False
+        if owner == self.owner:  # ours: stale only when this sweeper no longer runs it (left by an error)
+            with self._lock:
+                return trial.number not in self.running
         if owner is None:
             started = trial.datetime_start
             return started is None or (datetime.now() - started).total_seconds() > self.stale_s
         host, pid, start = (str(owner).split(":") + ["", "", ""])[:3]
+        age = float("inf") if beat is None else time.time() - float(beat)
         if host == host_name() and pid.isdigit():
             here = process_alive(int(pid), start)
             if here is not None:
-                return not here
-        return beat is None or time.time() - float(beat) > self.stale_s
+                return not here and age > self.stale_s / 4
+        return age > self.stale_s

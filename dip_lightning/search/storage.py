@@ -1,6 +1,7 @@
 """Where a study lives, and the pruner a study names (the sweeper and its jobs build the same one)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,24 +57,48 @@ def size_brackets(study: optuna.Study) -> None:
 
 
 def claim_folder(sweep_dir: Path, study: str, url: str) -> None:
-    """Record that ``sweep_dir`` holds study ``study`` in ``url`` (``search.json``); refuse in one line
-    a search of another study, or of the same name in another storage, whose trial folders
-    (``trial_NNNN``) would collide with this one's."""
+    """Record that ``sweep_dir`` holds study ``study`` in ``url`` (``search.json``, the URL without
+    its password); refuse in one line a search of another study, or of the same name in another
+    storage, whose trial folders (``trial_NNNN``) would collide with this one's. Two sweepers that
+    start together agree: the file is created once, and the second reads it."""
     import json
 
     from dip_lightning.overrides import format_value
 
     record = Path(sweep_dir) / "search.json"
-    mine = {"study": str(study), "storage": str(url)}
-    if record.is_file():
-        held = json.loads(record.read_text())
-        if held != mine:
-            raise ValueError(f"hydra.sweep.dir={sweep_dir} holds the trials of study {held['study']!r} in "
-                             f"{held['storage']}; give study {study!r} in {url} its own folder, e.g. "
-                             f"hydra.sweep.dir={format_value(str(Path(sweep_dir).parent / (Path(sweep_dir).name + '-' + str(study))))}")
-        return
+    mine = {"study": str(study), "storage": shown_url(url)}
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(mine) + "\n")
+    try:
+        with open(record, "x") as f:
+            f.write(json.dumps(mine) + "\n")
+        return
+    except FileExistsError:
+        pass
+    for _ in range(50):  # (the other sweeper may be writing it this instant)
+        try:
+            held = json.loads(record.read_text())
+            break
+        except ValueError:
+            time.sleep(0.1)
+    else:
+        raise ValueError(f"{record} is not a search record; remove it, or give another hydra.sweep.dir")
+    if held != mine:
+        other = Path(sweep_dir).parent / f"{Path(sweep_dir).name}-{study}"
+        raise ValueError(f"hydra.sweep.dir={sweep_dir} holds the trials of study {held['study']!r} in "
+                         f"{held['storage']}; give study {study!r} in {shown_url(url)} its own folder, e.g. "
+                         f"hydra.sweep.dir={format_value(str(other))}")
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password hidden (an RDB URL), to be written or printed."""
+    if url.startswith("journal://"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: it has no password we could find
+        return url
 
 
 def make_pruner(spec: dict[str, Any] | None) -> optuna.pruners.BasePruner:

@@ -112,17 +112,22 @@ class DIPOptunaSweeper(Sweeper):
         return name
 
     def _fail_stale(self, study, storage, live: Liveness) -> None:
-        """Trials whose sweeper is gone (``liveness``): failed, marked ``stale`` (not counted)."""
+        """Trials whose sweeper is gone (``liveness``): failed, marked ``stale`` (not counted). Another
+        sweeper may fail the same trial at the same moment: whoever comes second skips it."""
+        from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
         sid = storage.get_study_id_from_name(study.study_name)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if live.stale(t):
+                try:
+                    tid = storage.get_trial_id_from_study_id_trial_number(sid, t.number)
+                    storage.set_trial_user_attr(tid, "stale", True)
+                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                except UpdateFinishedTrialError:
+                    continue
                 log.warning("trial %d was left running by a sweeper that stopped: marked failed, its budget rerun",
                             t.number)
-                tid = storage.get_trial_id_from_study_id_trial_number(sid, t.number)
-                storage.set_trial_user_attr(tid, "stale", True)
-                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def sweep(self, arguments: list[str]):
         import optuna
@@ -137,9 +142,10 @@ class DIPOptunaSweeper(Sweeper):
             raise ValueError("the search has no parameter: give hydra.sweeper.params or key=interval(…) / choice(…)")
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         url = storage_url(self.storage, sweep_dir)
-        claim_folder(sweep_dir, self.study_name, url)
         storage = open_storage(url)
-        study = make_study(storage, self.study_name, self.direction, self.pruner_spec)
+        study = make_study(storage, self.study_name, self.direction,
+                           resolved_pruner(self.pruner_spec, self.config, {p.name for p in space}))
+        claim_folder(sweep_dir, self.study_name, url)
         study.set_user_attr("objective", objective)
         for t in study.get_trials(deepcopy=False):  # a changed choice() is refused by Optuna only inside ask()
             for p in space:
@@ -163,28 +169,32 @@ class DIPOptunaSweeper(Sweeper):
                 time.sleep(min(5.0, self.stale_after_s / 8))  # other sweepers' last trials: wait for them to end
                 continue  # (or to go stale, and run their budget here)
             size_brackets(study)
-            batch = [study.ask(fixed_distributions=dists) for _ in range(min(self.n_jobs, left))]
-            for t in batch:
-                live.sign(t)
-            # another sweeper may have asked at the same time: the trials past n_trials (by number) step back
-            keep = {t.number for t in counted(study.get_trials(deepcopy=False))[:self.n_trials]}
-            for t in [t for t in batch if t.number not in keep]:
-                t.set_user_attr("surplus", True)
-                study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-                live.done(t)
-            batch = [t for t in batch if t.number in keep]
-            if batch:
-                self._launch(study, batch, space, fixed, url, objective, live)
+            batch: list = []
+            try:
+                for _ in range(min(self.n_jobs, left)):
+                    batch.append(study.ask(fixed_distributions=dists))
+                    live.sign(batch[-1])
+                # another sweeper may have asked at the same time: the trials past n_trials (by number) step back
+                keep = {t.number for t in counted(study.get_trials(deepcopy=False))[:self.n_trials]}
+                for t in [t for t in batch if t.number not in keep]:
+                    t.set_user_attr("surplus", True)
+                    study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+                    live.done(t)
+                batch = [t for t in batch if t.number in keep]
+                if batch:
+                    self._launch(study, batch, space, fixed, url, objective, live)
+            except BaseException:  # stopped (Ctrl-C, SIGTERM) or broken: the batch's budget is run again later
+                abandon(study, batch, live)
+                raise
+        live.stop()
         from dip_lightning.search.results import write_results
 
         write_results(study, sweep_dir, space)
         return study
 
     def _launch(self, study, batch: list, space, fixed: list[str], url: str, objective: str, live: Liveness) -> None:
-        """Run ``batch``'s trials as one launch and tell the study each result; a launch that raises
-        fails the batch's trials (never left running) and is raised again."""
-        from optuna.trial import TrialState
-
+        """Run ``batch``'s trials as one launch and tell the study each result (a launch that raises:
+        ``sweep`` abandons the batch)."""
         from dip_lightning.overrides import quote
 
         jobs = [tuple([*fixed, *(p.override(t.params[p.name]) for p in space),
@@ -192,27 +202,44 @@ class DIPOptunaSweeper(Sweeper):
                        f"++optuna.study={quote(self.study_name)}", f"++optuna.storage={quote(url)}",
                        f"++optuna.objective={objective}"]) for t in batch]
         log.info("trials %s of %d", ", ".join(str(t.number) for t in batch), self.n_trials)
-        try:
-            self.validate_batch_is_legal(jobs)
-            returns = self.launcher.launch(jobs, initial_job_idx=batch[0].number)
-        except BaseException:
-            for t in batch:
-                study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-            raise
-        finally:
-            for t in batch:
-                live.done(t)
+        self.validate_batch_is_legal(jobs)
+        returns = self.launcher.launch(jobs, initial_job_idx=batch[0].number)
         for t, ret in zip(batch, returns):
             tell(study, t, ret)
+            live.done(t)
 
 
 def counted(trials) -> list:
     """The study's trials that use its budget (finished or running; not stale, not surplus), in order."""
     from optuna.trial import TrialState
 
-    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-                                             TrialState.RUNNING)
-            and not t.user_attrs.get("stale") and not t.user_attrs.get("surplus")]
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [t for t in trials if (t.state in finished or t.state == TrialState.RUNNING)
+            and not (t.state == TrialState.FAIL and (t.user_attrs.get("stale") or t.user_attrs.get("surplus")))]
+
+
+def abandon(study, trials: list, live: Liveness) -> None:
+    """Trials asked but never run to a result (the sweeper was stopped, or the launch broke):
+    failed and marked ``stale``, so that their budget is run again."""
+    from optuna.trial import TrialState
+
+    for t in trials:
+        live.done(t)
+        try:
+            t.set_user_attr("stale", True)
+            study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+        except Exception as exc:  # already told (a result came back), or the storage is away
+            log.debug("trial %d not failed: %s", t.number, exc)
+
+
+def resolved_pruner(spec: dict, cfg: DictConfig, searched: set[str]) -> dict:
+    """The pruner spec with Hyperband's ``max_resource: auto`` made the run's ``iters`` (unless it
+    is ``searched``), so that the sweeper and every job size the same brackets from the start."""
+    spec = dict(spec)
+    if spec.get("name") == "hyperband" and spec.get("max_resource", "auto") == "auto" and "iters" not in searched \
+            and cfg.get("iters") is not None:
+        spec["max_resource"] = int(cfg.iters)
+    return spec
 
 
 def tell(study, trial, ret) -> None:
