@@ -117,21 +117,32 @@ class Backtracker:
 
     def _restore_steps(self, good: torch.Tensor, steps: list[torch.Tensor]) -> None:
         """Step counters back: per fit for a length-K counter, else where every fit is restored;
-        then snapshot them (few and small: per tensor)."""
+        then snapshot them. As multi-tensor ops, a few per kind of counter whatever their number:
+        saved ← lerp(saved, c, m) with m ∈ {0, 1} (exactly ``where(m, c, saved)``: lerp's two
+        branches are saved + 0·d and c − d·0), then c ← saved."""
         if not steps:
             return
         any_good = good.any()
+        groups: dict[tuple, tuple[list, list]] = {}
         for i, (c, saved) in enumerate(zip(steps, self.steps)):
             if saved.device != c.device:  # a checkpoint's counters, on the host, for counters now on the GPU
                 saved = self.steps[i] = saved.to(c.device)
             if c.device != any_good.device:  # counters on the host, good on the GPU (optim.fused=false):
                 continue  # reading good would sync every step; the count goes on
-            c.copy_(torch.where(good if c.shape == good.shape else any_good, c, saved))
-            saved.copy_(c)
+            per_fit = c.shape == good.shape
+            live, kept = groups.setdefault((per_fit, c.dtype, tuple(c.shape)), ([], []))
+            live.append(c)
+            kept.append(saved)
+        for (per_fit, dtype, _), (live, kept) in groups.items():
+            m = (good if per_fit else any_good).to(dtype)
+            torch._foreach_lerp_(kept, live, [m] * len(live))
+            torch._foreach_copy_(live, kept)
 
     def _update_flat(self, good: torch.Tensor, tensors: list[torch.Tensor], params: list[torch.Tensor]) -> bool:
         """The sync-free restore on flat copies of all tensors at once; False where a tensor is not
-        dense (the caller then goes tensor by tensor)."""
+        dense (the caller then goes tensor by tensor). The snapshot is one flat buffer kept from
+        step to step (its tensors are views of it), selected into in place: a gather, a select
+        and a scatter for the state, the same for the gradients."""
         grads = [p.grad for p in params]
         state = FlatState.cached(self._flat_states, tensors, self.fits)
         grad_state = FlatState.cached(self._flat_states, grads, self.fits) if all(g is not None for g in grads) else None
@@ -139,13 +150,14 @@ class Backtracker:
             return False
         snap = self._snap_flat
         if snap is None or not state.holds(self.snapshot, snap):  # first time, or a resumed snapshot
-            snap = state.gather(self.snapshot)
-        new = state.select(good, state.gather(tensors), snap)
-        state.scatter(new, tensors)
-        self._snap_flat, self.snapshot = new, state.views(new, tensors)
+            snap = self._snap_flat = state.gather(self.snapshot)
+            self.snapshot = state.views(snap, tensors)
+        torch.where(state.keep(good), state.gather(tensors, keep=True), snap, out=snap)
+        state.scatter(snap, tensors, keep=True)
         if grad_state is not None:
             flat = grad_state.gather(grads)
-            grad_state.scatter(grad_state.select(good, flat, torch.zeros_like(flat[:1])), grads)
+            flat.masked_fill_(grad_state.keep(~good), 0.0)  # (where(keep, g, 0), NaN included)
+            grad_state.scatter(flat, grads)
         return True
 
     def _keep_mask(self, good: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Restoring ~300 tensors (parameters and Adam moments) one by one costs several kernel launches
 each, every step. Here all of them are gathered into one vector (one ``cat``), selected against
-the snapshot with one ``torch.where`` and written back with one ``_foreach_copy_``. Each tensor
+the snapshot with one ``torch.where`` and written back with one ``_foreach_copy_``. The 1-d views
+of the tensors and the pieces of a kept flat vector are made once and reused. Each tensor
 enters in its storage order (NCHW or channels_last, dim 0 outermost in both), so the K packed
 fits' blocks along dim 0 are contiguous runs of the vector.
 """
@@ -26,6 +27,8 @@ class FlatState:
     def __init__(self, sizes: list[int], fits: int, device: torch.device):
         self.sizes, self.fits = sizes, fits
         self.total = sum(sizes)
+        self._views: tuple = (None, [])  # (key, views) of the last kept tensors
+        self._parts: tuple = (None, [])  # (flat, its pieces) of the last kept flat vector
         self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         # per (tensor, fit) block: its length; the K fits' blocks of a tensor are consecutive.
         # Filled on the device from Python scalars: no host-to-device copy (torch.tensor(list) is one),
@@ -49,18 +52,40 @@ class FlatState:
             cache[key] = cls.of(tensors, fits)
         return cache[key]
 
-    def gather(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([flat_view(t) for t in tensors])
+    def _flat_views(self, tensors: list[torch.Tensor], keep: bool) -> list[torch.Tensor]:
+        """``flat_view`` of each tensor; with ``keep``, remembered while the tensors' memory stays
+        where it was (views cost no kernel, but hundreds of them cost the host a dispatch each,
+        every step). Only for tensors that live on (parameters, moments): a remembered view holds
+        its tensor's memory."""
+        if not keep:
+            return [flat_view(t) for t in tensors]
+        key = tuple((t.data_ptr(), t.stride()) for t in tensors)
+        if self._views[0] != key:
+            self._views = (key, [flat_view(t) for t in tensors])
+        return self._views[1]
 
-    def scatter(self, flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
-        torch._foreach_copy_([flat_view(t) for t in tensors], list(flat.split(self.sizes)))
+    def gather(self, tensors: list[torch.Tensor], keep: bool = False) -> torch.Tensor:
+        return torch.cat(self._flat_views(tensors, keep))
+
+    def scatter(self, flat: torch.Tensor, tensors: list[torch.Tensor], keep: bool = False) -> None:
+        """``flat``'s pieces into ``tensors``; ``keep``: both live on (their views are remembered)."""
+        if not keep:
+            parts = list(flat.split(self.sizes))
+        else:
+            if self._parts[0] is not flat:
+                self._parts = (flat, list(flat.split(self.sizes)))
+            parts = self._parts[1]
+        torch._foreach_copy_(self._flat_views(tensors, keep), parts)
+
+    def keep(self, good: torch.Tensor) -> torch.Tensor:
+        """``good`` (K,) as a mask over the flat vector: each element's fit."""
+        if self.fits == 1:
+            return good
+        return good.repeat(len(self.sizes)).repeat_interleave(self.block, output_size=self.total)
 
     def select(self, good: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """``a`` where the element's fit is good, else ``b``; ``good`` is (K,), on the device."""
-        if self.fits == 1:
-            return torch.where(good, a, b)
-        keep = good.repeat(len(self.sizes)).repeat_interleave(self.block, output_size=self.total)
-        return torch.where(keep, a, b)
+        return torch.where(self.keep(good), a, b)
 
     def views(self, flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
         """Tensors shaped and strided as ``like``, backed by ``flat``."""

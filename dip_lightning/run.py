@@ -25,6 +25,7 @@ from dip_lightning.callbacks import CurveLogger, DivergenceGuard, PSNRProgressBa
 from dip_lightning.checks import check_memory, check_values, run_device, writable_dir
 from dip_lightning.data import step_loader
 from dip_lightning.instantiate import instantiate
+from dip_lightning.layout import resolve_memory_format
 from dip_lightning.loggers import build_logger, finish_logger, log_summary, quiet_lightning
 from dip_lightning.module import DIPModule
 from dip_lightning.signals import SIGTERM_EXIT, TermGuard
@@ -101,7 +102,7 @@ def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger: bo
         net=net, task=task, optimizer=instantiate(cfg.optim), z=z, y=y,
         x_true=None if gts[0] is None else torch.cat(gts, 1), box=fits[0].prob.box, iters=int(cfg.iters),
         reg_noise_std=float(cfg.reg_noise_std), exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db,
-        tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=str(cfg.memory_format),
+        tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=resolve_memory_format(str(cfg.memory_format), run_device(cfg)),
         fits=k, seeds=[f.seed for f in fits], out_channels=channels,
         method=method, loss_weight=loss_weight)
     return Built(module, fits, build_callbacks(cfg, out_dir, k), build_logger(cfg) if logger else None)

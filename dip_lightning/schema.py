@@ -43,7 +43,7 @@ class Run(Keys):
     ckpt_every: Optional[Annotated[int, Field(ge=0)]] = allowed("a number of steps >= 0 (0: off)")
     warmup_steps: Annotated[int, Field(ge=0)] = allowed("a number of steps >= 0")
     progress_every: PosInt = allowed("a positive number of steps")
-    memory_format: Literal["channels_last", "contiguous"] = allowed("channels_last or contiguous")
+    memory_format: Literal["auto", "channels_last", "contiguous"] = allowed("auto, channels_last or contiguous")
     compile: bool = allowed("true or false")
     compile_mode: Literal[COMPILE_MODES] = allowed("one of torch.compile's modes (reduce-overhead: CUDA graphs)")
     threads: Optional[PosInt] = allowed("a positive number of threads, or null")

@@ -153,13 +153,27 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     """The prepared device run, dry-run on this CPU (DIP_CHECK_DEVICE=cpu DIP_CHECK_QUICK=1: tiny
     sizes, no compiling): every benchmark step runs, and bench.json holds each one's fields."""
     # the interpreter that runs the tests, whatever `python3` on PATH is (the project's env need not be active)
-    env = {**os.environ, "DIP_CHECK_DEVICE": "cpu", "DIP_CHECK_QUICK": "1", "OUT": str(tmp_path), "PYTHON": sys.executable}
+    from skimage import data as samples
+    from skimage.io import imsave
+
+    set5 = tmp_path / "data" / "set5"  # stand-ins for the Set5 images (the project never needs ../shared)
+    set5.mkdir(parents=True)
+    for name in ("baby", "bird", "butterfly", "head", "woman"):
+        imsave(set5 / f"{name}.png", samples.astronaut()[::4, ::4], check_contrast=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "DIP_CHECK_DEVICE": "cpu", "DIP_CHECK_QUICK": "1", "OUT": str(out), "PYTHON": sys.executable,
+           "DIP_DATA": str(tmp_path / "data")}
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    runs = json.loads((tmp_path / "bench.json").read_text())
-    assert set(runs) == {"fp32_256", "bf16_256", "fp32_512", "bf16_512", "pack8_128"}
+    runs = json.loads((out / "bench.json").read_text())
+    assert set(runs) == {f"{p}_{s}" for p in ("fp32", "bf16") for s in (128, 256, 512)} | {
+        "fp32_channels_last_256", "pack8_128"}
     assert all(r["it_per_s"] > 0 for r in runs.values()) and runs["pack8_128"]["pack_speedup"] > 0
     assert runs["bf16_256"]["precision"] == "bf16-mixed" and runs["fp32_512"]["size"] == 48
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "gpu.txt", "log.txt"]
-    assert "| 96×96 | 4 |" in (tmp_path / "log.txt").read_text()  # the tiled fit's memory row
+    assert runs["fp32_256"]["memory_format"] == "contiguous" or runs["fp32_256"]["device"] == "cpu"
+    assert runs["fp32_channels_last_256"]["memory_format"] == "channels_last"
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "gpu.txt", "log.txt", "set5.md"]
+    assert "| all | **average** |" in (out / "set5.md").read_text()  # Set5 x4 against the paper
+    assert "| 96×96 | 4 |" in (out / "log.txt").read_text()  # the tiled fit's memory row

@@ -13,7 +13,7 @@ import dip_lightning.checks as checks
 from dip_lightning.run import run
 from conftest import QUIET, TINY_NET, synthetic_image
 
-TIMING = {"wall_s", "fit_s", "it_per_s", "s_to_95", "output_dir"}
+TIMING = {"wall_s", "fit_s", "it_per_s", "s_to_95", "output_dir", "peak_mem_mb"}  # measurements of the machine
 
 
 def write(path: Path, a: np.ndarray) -> Path:
@@ -262,7 +262,7 @@ BAD_VALUES = [  # (overrides, the start of the one line)
     (["exp_weight=1.0"], "exp_weight=1.0: should be less than 1"),
     (["resize=4"], "resize=4: should be greater than or equal to 8"),
     (["seed=1.5"], "seed=1.5: should be a valid integer"),
-    (["memory_format=nhwc"], "memory_format=nhwc: should be 'channels_last' or 'contiguous'"),
+    (["memory_format=nhwc"], "memory_format=nhwc: should be 'auto', 'channels_last' or 'contiguous'"),
     (["eval_protocol=y"], "eval_protocol=y: should be 'full' or 'y_shaved'"),
     (["pack=0"], "pack=0: should be greater than or equal to 1"),
 ]

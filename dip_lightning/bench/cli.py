@@ -23,6 +23,7 @@ QUICK_NET = {
 }
 QUICK = {"size": 32, "steps": 2, "warmup": 1, "repeats": 1}
 FULL = {"size": 256, "steps": 10, "warmup": 3, "repeats": 3}
+COUNT = {"size": 64, "steps": 50, "warmup": 100, "repeats": 1}  # counts do not depend on the size; ES-WMV fills its window of 100 in the warm-up
 
 EAGER_BASELINE = ("the net run() builds, fresh, same class, with stock torch.nn.Conv2d(padding_mode='reflect') layers "
                   "(the original code used ReflectionPad2d + Conv2d), eager fp32 NCHW, not compiled, torch.optim.Adam(lr=0.01), "
@@ -62,11 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also time K fits packed in one grouped net (pack=K) against K sequential fits")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile N steps of the bare loop: the top operators by self time, per step")
+    p.add_argument("--count-ops", action="store_true",
+                   help="count the ATen ops per step instead of timing (ours with the GPU code path and a "
+                        "dip-restore run's defaults, early stopping included, against the eager step): "
+                        "dispatched and kernel-launching ops; --steps (default 50) after --warmup (default 100)")
     p.add_argument("--json", dest="json_path", default=None, metavar="OUT", help="write the results here")
     args = p.parse_args(argv)
     if args.pack is not None and args.pack < 2:
         p.error(f"--pack {args.pack}: give the number of packed fits, at least 2")
-    base = QUICK if args.quick else FULL
+    base = QUICK if args.quick else COUNT if args.count_ops else FULL
     for key, value in base.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -99,11 +104,43 @@ def config_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool 
     return ov
 
 
+def count_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool = False) -> list[str]:
+    """``config_overrides`` for ``--count-ops``: ours keeps a ``dip-restore`` run's early stopping."""
+    from dip_lightning.layout import resolve_memory_format
+
+    ov = config_overrides(args, out_dir, eager)
+    if eager:
+        return ov
+    layout = [] if args.memory_format else [f"memory_format={resolve_memory_format('auto', 'cuda')}"]
+    return [o for o in ov if o != "es=none"] + layout  # (the GPU path: auto's layout on CUDA)
+
+
+def count_main(args: argparse.Namespace) -> int:
+    """``--count-ops``: print (and with ``--json`` write) the ops per step, ours against eager."""
+    import tempfile
+
+    from dip_lightning.bench.opcount import count_ops, format_counts
+    from dip_lightning.bench.timing import quiet_session
+
+    with quiet_session(args.threads), tempfile.TemporaryDirectory(prefix="dip_count_") as tmp:
+        res = count_ops(count_overrides(args, tmp), count_overrides(args, tmp, eager=True), args.steps, args.warmup)
+    res["overrides"] = [o for o in count_overrides(args, "<tmp>") if not o.startswith("paths.")]
+    print(format_counts(res))
+    if args.json_path:
+        path = Path(args.json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from dip_lightning.bench.driver import benchmark
     from dip_lightning.bench.report import format_table
 
     args = parse_args(argv)
+    if args.count_ops:
+        return count_main(args)
     res = benchmark(args)
     print(format_table(res))
     if args.json_path:
