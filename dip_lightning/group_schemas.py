@@ -34,8 +34,12 @@ def allowed(text: str, **kw: Any) -> Any:
 class Denoise(Keys):
     sigma: NonNegFloat = allowed("the noise std in 0-255 units, >= 0, e.g. task.sigma=25")
     clip: bool = allowed("true or false")
-    noise: Literal["gaussian", "poisson"] = allowed("gaussian or poisson")
+    noise: Literal["gaussian", "poisson", "impulse", "speckle"] = allowed("gaussian, poisson, impulse or speckle")
     peak: Annotated[float, Field(gt=0)] = allowed("a photon count > 0")
+    amount: Fraction = allowed("a fraction of values replaced, in [0, 1], e.g. task.amount=0.05")
+    speckle_sigma: NonNegFloat = allowed("a std >= 0, e.g. task.speckle_sigma=0.4")
+    severity: Optional[Annotated[int, Field(ge=1, le=5)]] = allowed("1-5 (ImageNet-C's levels) or null")
+    loss: Optional[Literal["l2", "l1"]] = allowed("l2, l1 or null (the noise model's own)")
 
 
 class SuperResolution(Keys):

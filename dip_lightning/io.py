@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from dip_lightning import formats
+
 # skimage samples shipped inside the package (no download); name -> file in skimage/data.
 SKIMAGE_SAMPLES = (
     "astronaut", "brick", "camera", "cat", "cell", "chelsea", "coffee", "coins", "colorwheel",
@@ -23,7 +25,7 @@ SKIMAGE_SAMPLES = (
 
 
 #: file suffixes of the images a folder of images (a benchmark set) is read for
-IMAGE_EXT = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_EXT = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".npz")
 
 
 def _array_to_tensor(a: np.ndarray) -> torch.Tensor:
@@ -86,8 +88,9 @@ def load_image(source: str | Path | np.ndarray | torch.Tensor | Image.Image,
                resize: int | None = None) -> torch.Tensor:
     """Load an image as a (C, H, W) float32 tensor in [0, 1].
 
-    ``source`` is a file path, the name of a bundled ``skimage.data`` sample (e.g. ``astronaut``,
-    ``camera``), a PIL image, an (H, W[, C]) array, or a (C, H, W) tensor.
+    ``source`` is a file path (PNG of 8 or 16 bits, JPEG, BMP, TIFF of any type, ``.npy``,
+    ``.npz`` or ``.npz:key``: ``dip_lightning.formats``), the name of a bundled ``skimage.data``
+    sample (e.g. ``astronaut``, ``camera``), a PIL image, an (H, W[, C]) array, or a (C, H, W) tensor.
     ``resize`` (optional) scales the image with a Lanczos filter so its longer side is ``resize``.
     """
     if isinstance(source, torch.Tensor):
@@ -104,9 +107,12 @@ def load_image(source: str | Path | np.ndarray | torch.Tensor | Image.Image,
     else:
         name = str(source)
         path = Path(name).expanduser()
-        if path.is_dir():
+        if formats.handles(name):  # .npy / .npz[:key], TIFF of any type, 16-bit PNG
+            a = formats.to_unit_range(formats.read_array(name), name)
+            t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+        elif path.is_dir():
             raise IsADirectoryError(f"image={name!r} is a folder; give an image file or a skimage sample name")
-        if path.is_file():
+        elif path.is_file():
             t = pil_to_tensor(open_image(path))
         elif name in SKIMAGE_SAMPLES:
             import skimage.data

@@ -4,7 +4,8 @@ One training step (Ulyanov et al. 2018, Sec. 3), for each fit k = 1 … K (K = 1
 
     z'_k = z_k + reg_noise_std · ε_k,  ε_k ~ N(0, I) fresh each step   (input jitter)
     x̂_k  = f_θk(z'_k)                                                   (image on the padded canvas)
-    L    = Σ_k mean((A_k(x̂_k) − y_k)²) [+ λ·TV(x̂_k)]                    (A_k: the fit's operator)
+    L    = Σ_k mean((A_k(x̂_k) − y_k)²) [+ λ·TV(x̂_k)]                    (A_k: the fit's operator;
+                                                                         task.loss=l1: |A_k(x̂_k) − y_k|)
            (a method may change z, x̂, L and the estimate: ``dip_lightning.methods``)
     θ ← optimizer step on L
     ema_k ← w·ema_k + (1 − w)·x̂_k                                       (exp_weight w; ema₀ = x̂₀)
@@ -83,6 +84,7 @@ class DIPModule(pl.LightningModule):
         self.exp_weight = None if exp_weight is None else float(exp_weight)
         self.backtrack_db = None if backtrack_db is None else float(backtrack_db)
         self.tv_weight = float(tv_weight)
+        self.l1 = str(getattr(task, "loss", "l2")) == "l1"  # the task's data term (``Task.loss``)
         self.eval_every = max(1, int(eval_every))
         self.fits = k = int(fits)
         self.seeds = [int(s) for s in (seeds if seeds is not None else [seed + i for i in range(k)])]
@@ -189,7 +191,7 @@ class DIPModule(pl.LightningModule):
             out, extra = self.method.forward(self, self._input())  # extra: the method's loss terms, per fit
             a = self.task(out)
             a32 = a.to(torch.promote_types(a.dtype, torch.float32))  # bf16 -> fp32; fp64 stays fp64
-            err = (a32 - self.y).pow(2)
+            err = (a32 - self.y).abs() if self.l1 else (a32 - self.y).pow(2)
             if self.loss_weight is None:
                 losses = err.reshape(k, -1).mean(1)  # per fit
             else:

@@ -107,6 +107,10 @@ class PackedTask(nn.Module):
         super().__init__()
         self.tasks = nn.ModuleList(tasks)
         self.scale = int(getattr(tasks[0], "scale", 1))
+        losses = {str(getattr(t, "loss", "l2")) for t in tasks}
+        if len(losses) > 1:
+            raise ValueError(f"packed fits need one data term; got task.loss {' and '.join(sorted(losses))}")
+        self.loss = losses.pop()
 
     def observation_box(self, box):
         return self.tasks[0].observation_box(box)

@@ -33,14 +33,16 @@ class Problem:
 
 
 def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bool, fit_size: str,
-                    generator: torch.Generator, min_size: int | None = None) -> Problem:
+                    generator: torch.Generator, min_size: int | None = None,
+                    reference: torch.Tensor | None = None) -> Problem:
     """Make (or adopt) the observation and pad it so the restored canvas is a multiple of the net's.
 
     ``fit_size='pad'``: reflection-pad the observation (and operator state, e.g. the mask) and crop
     the result back, so every pixel is restored. ``'crop'``: the original code's centre crop to a
     multiple (borders are lost; the restored image is smaller than the input). The canvas is at
     least ``min_size`` (default two multiples: BatchNorm at the deepest level needs > 1 value per
-    channel, reflection padding needs more pixels than it pads).
+    channel, reflection padding needs more pixels than it pads). ``reference`` (C, H, W): the
+    clean image an observed ``image`` is scored against (``make_observation``).
     """
     if fit_size not in ("pad", "crop"):
         raise ValueError(f"fit_size={fit_size!r}; choose pad (keep every pixel) or crop (the original's centre crop)")
@@ -54,19 +56,39 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
                              f"use fit_size=pad")
         box = center_crop_box(*x.shape[-2:], obs_multiple if adopt else lcm(multiple, s), pil_round=s > 1 and not adopt)
         task.crop_like(box, tuple(x.shape[-2:]))  # operator state of the image's size (mask, flash) alike
+        if reference is not None and tuple(reference.shape[-2:]) == tuple(v * s for v in x.shape[-2:]):
+            reference = crop(reference[None], tuple(v * s for v in box))[0]  # the same part, in its pixels
         x = crop(x, box)
-    y, x_true = make_observation(task, x, adopt, generator)
+    y, x_true = make_observation(task, x, adopt, generator, None if reference is None else reference[None])
     return pad_problem(task, y, x_true, multiple, min_size)
 
 
-def make_observation(task: Task, x: torch.Tensor, adopt: bool,
-                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(y, ground truth): the image ``x`` (1, C, H, W) adopted as the observation (no ground
-    truth), or made valid for the task and degraded by it."""
+def make_observation(task: Task, x: torch.Tensor, adopt: bool, generator: torch.Generator,
+                     reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(y, ground truth): the image ``x`` (1, C, H, W) adopted as the observation (its ground
+    truth the ``reference`` (1, C, H·s, W·s) when one is given, s the task's scale, else none),
+    or made valid for the task and degraded by it."""
     if adopt:
-        return task.adopt(x), None
+        y = task.adopt(x)
+        return y, None if reference is None else checked_reference(task, y, reference)
     x_true = task.crop_ground_truth(x)
     return task.simulate(x_true, generator), x_true
+
+
+def checked_reference(task: Task, y: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``reference`` if it fits the observation ``y``: an image observation, the same channels,
+    and ``task.scale`` times y's size (SR: factor × larger); else one line naming both sizes."""
+    if not task.image_observation:
+        raise ValueError(f"reference= scores an image observation, and {type(task).__name__}'s is not one; "
+                         f"leave reference out")
+    s = int(task.scale)
+    want = (int(y.shape[1]), int(y.shape[-2]) * s, int(y.shape[-1]) * s)
+    got = tuple(int(v) for v in reference.shape[1:])
+    if got != want:
+        times = f" ({s} × the observation's {y.shape[-2]}×{y.shape[-1]})" if s > 1 else ""
+        raise ValueError(f"reference is {got[0]}×{got[1]}×{got[2]} (C×H×W) but the observation needs "
+                         f"{want[0]}×{want[1]}×{want[2]}{times}; give the reference of this observation")
+    return reference
 
 
 def pad_problem(task: Task, y: torch.Tensor, x_true: torch.Tensor | None, multiple: int,
@@ -119,8 +141,23 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
     net, channels, own_depth = new_net(cfg, task, int(img.shape[0]), seed, make_input, method)
     generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # noise / mask, then z
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), observation is not None or bool(cfg.observed),
-                           str(cfg.fit_size), generator, getattr(net, "min_size", None))
+                           str(cfg.fit_size), generator, getattr(net, "min_size", None),
+                           None if observation is not None else load_reference(cfg))
     return Fit(seed, str(source), task, net, prob, net_input(prob, task, own_depth, make_input, generator), channels)
+
+
+def load_reference(cfg: DictConfig) -> torch.Tensor | None:
+    """The config's ``reference`` image (C, H, W), for an ``observed=true`` run (else a one-line error)."""
+    ref = cfg.get("reference")
+    if ref is None:
+        return None
+    if not cfg.get("observed"):
+        raise ValueError(f"reference={ref} scores an observation given as image=; add observed=true (without it "
+                         f"the run degrades image= itself and scores against it)")
+    if cfg.get("resize") is not None:
+        raise ValueError(f"resize={cfg.resize} would rescale the observation and not its reference={ref}; "
+                         f"leave resize out and give the pair at the size to restore")
+    return load_image(ref)
 
 
 def new_net(cfg: DictConfig, task: Task, image_channels: int, seed: int, make_input, method=None):

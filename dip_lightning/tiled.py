@@ -30,7 +30,7 @@ from dip_lightning import tiles as tiling
 from dip_lightning.instantiate import instantiate
 from dip_lightning.io import crop, load_image
 from dip_lightning.loggers import build_logger, finish_logger, log_summary
-from dip_lightning.problem import Fit, alpha_of, make_observation, net_input, new_net, pad_problem
+from dip_lightning.problem import Fit, alpha_of, load_reference, make_observation, net_input, new_net, pad_problem
 from dip_lightning.seeds import stream_seed
 from dip_lightning.tasks.base import Task
 
@@ -63,7 +63,9 @@ def observe(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) 
     if task.needs_alpha:
         task.alpha = alpha_of(cfg.image, image, img)
     generator = torch.Generator().manual_seed(stream_seed(int(cfg.seed), "observation"))
-    y, x_true = make_observation(task, img[None], bool(cfg.observed) or task.blind, generator)
+    reference = load_reference(cfg)
+    y, x_true = make_observation(task, img[None], bool(cfg.observed) or task.blind, generator,
+                                 None if reference is None else reference[None])
     s = int(task.scale)
     return Whole(task, y, x_true, "array" if image is not None else str(cfg.image), y.shape[-2] * s, y.shape[-1] * s)
 

@@ -51,7 +51,7 @@ def test_readme_command_runs(command, tmp_path):
     for key, value in list(args.items()):
         if key == "task.mask" and value not in ("text", "random", "box"):
             args[key] = str(tmp_path / "mask.png")
-        elif key in ("image", "task.flash") and ("/" in value or "." in value):
+        elif key in ("image", "task.flash", "reference") and ("/" in value or "." in value):
             args[key] = str(img)
     shrink = dict(SHRINK, **dict(o.split("=", 1) for o in SMALL_NETS[args.get("net", "skip")]))
     probe = compose_config([f"{k}={v}" for k, v in args.items() if k != "ckpt_path"])
@@ -65,8 +65,9 @@ def test_readme_command_runs(command, tmp_path):
         n = len(probe.net.channels_down)
         for key in ("channels_down", "channels_up", "channels_skip"):
             shrink[f"net.{key}"] = "[" + ",".join(["4"] * n) + "]"
-    if "task.mask" in args or "task.flash" in args or args.get("experiment", "").startswith("paper_inpaint"):
-        shrink["resize"] = "null"  # a mask file must match the image size
+    if "task.mask" in args or "task.flash" in args or "reference" in args or \
+            args.get("experiment", "").startswith("paper_inpaint"):
+        shrink["resize"] = "null"  # a mask file (a reference) must match the image size
     if "ckpt_path" in args:  # make the checkpoint this command resumes from
         first = {**args, **shrink}
         first.pop("ckpt_path")

@@ -154,8 +154,8 @@ def test_denoise_gaussian_stays_the_default():
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     expected = (x + torch.randn(x.shape, generator=g2) * (25 / 255)).clamp(0, 1)
     assert torch.equal(t.simulate(x, g1), expected)
-    with pytest.raises(ValueError, match="task.noise='speckle'"):
-        Denoise(noise="speckle")
+    with pytest.raises(ValueError, match="task.noise='uniform'"):
+        Denoise(noise="uniform")
     with pytest.raises(ValueError, match="task.peak=0"):
         Denoise(noise="poisson", peak=0)
 

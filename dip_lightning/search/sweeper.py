@@ -102,7 +102,7 @@ class DIPOptunaSweeper(Sweeper):
         from dip_lightning.search.objectives import check_objective
 
         c = self.config
-        blind = bool(c.get("observed")) or task_is_blind(c.get("task"))
+        blind = (bool(c.get("observed")) and c.get("reference") is None) or task_is_blind(c.get("task"))
         if self.objective is None and blind:
             raise ValueError("a search maximises a PSNR against the ground truth, and this run has none (observed=true "
                              "or task=flash); search on a clean image with a simulated corruption, or name "

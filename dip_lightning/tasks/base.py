@@ -14,6 +14,10 @@ import torch.nn as nn
 from dip_lightning.io import pad_image
 
 
+#: the data terms E(A(x̂), y) a task can fit: squared error (the paper's) or absolute error
+LOSSES = ("l2", "l1")
+
+
 class Task(nn.Module):
     """Base class. Subclasses implement ``simulate`` and ``forward`` (A); the rest has defaults.
 
@@ -32,6 +36,8 @@ class Task(nn.Module):
     linear_output: bool = False
     #: False when A mixes the whole image (deepinv physics: MRI, CT, compressed sensing): no tiles
     local: bool = True
+    #: the data term (``LOSSES``): mean (A(x̂) − y)² (l2) or mean |A(x̂) − y| (l1)
+    loss: str = "l2"
 
     @property
     def tile_align(self) -> int:
