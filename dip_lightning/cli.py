@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dip_lightning import gpu_slots, job_lock, resume, steps  # noqa: F401  (steps: the dip_task_step resolver)
+from dip_lightning import gpu_slots, job_lock, pairs, resume, steps  # noqa: F401  (steps, pairs: resolvers)
 from dip_lightning.signals import stop_with_parent
 from dip_lightning.outputs import write_json
 from dip_lightning.overrides import NOT_COMPUTED, image_name

@@ -85,6 +85,16 @@ def _read_png16(path: Path) -> np.ndarray:
     return a[:, :, 0] if a.shape[2] == 1 else a
 
 
+def write_png16(path: Path, a: np.ndarray) -> None:
+    """Write a uint16 (H, W) or (H, W, C) array (C = 1, 3 or 4) as a 16-bit PNG."""
+    import png
+
+    a = np.asarray(a, dtype=np.uint16)
+    planes = 1 if a.ndim == 2 else a.shape[2]
+    mode = {1: "L;16", 3: "RGB;16", 4: "RGBA;16"}[planes]
+    png.from_array(a.reshape(a.shape[0], -1), mode=mode).save(str(path))
+
+
 def to_unit_range(a: np.ndarray, name: str) -> np.ndarray:
     """``a`` as float32 HWC in [0, 1]: integers scaled by their type's range, floats checked."""
     if a.dtype == bool:

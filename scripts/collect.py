@@ -40,8 +40,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
 from dip_lightning.report import figures, html, tables
 from dip_lightning.report.jobs import fit_rows, job_dirs, natural_key, number, read_job
 
-METRICS = ["psnr_eval", "psnr_best", "best_step", "psnr_final", "psnr_ema_final", "ssim_final", "psnr_obs_final",
-           "es_step", "es_psnr", "iters_done", "wall_s", "it_per_s"]
+METRICS = ["psnr_eval", "psnr_observed", "psnr_best", "best_step", "psnr_final", "psnr_ema_final", "ssim_final",
+           "psnr_obs_final", "es_step", "es_psnr", "es_gap", "iters_done", "wall_s", "it_per_s"]
 
 
 def varying_keys(rows: list[dict]) -> list[str]:

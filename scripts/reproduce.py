@@ -5,7 +5,8 @@
                                 [--limit N] [OVERRIDES...]
 
 A suite (``configs/suite/NAME.yaml``) is data: the recipe (an experiment preset), the image folder
-under DIR, the evaluation protocol and the paper's numbers. OVERRIDES go to every job, e.g.
+under DIR, the evaluation protocol and the paper's numbers. ``--suite pairs`` restores observations
+made elsewhere, DIR/observed/NAME.*, each scored against DIR/reference/NAME.* (``dip_lightning.pairs``). OVERRIDES go to every job, e.g.
 ``seed=0,1,2`` (a sweep: images × seeds), ``hydra/launcher=joblib hydra.launcher.n_jobs=2``,
 ``hydra/launcher=slurm`` or ``iters=500``. The jobs land in the sweep folder ``--work`` (default
 ``outputs/reproduce/<suite>[-quick]``) as ``<image>/seed=<s>/``; each writes its protocol's score
@@ -30,12 +31,14 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from dip_lightning.io import IMAGE_EXT, load_image
 from dip_lightning.multirun import launch, record_command
+from dip_lightning.pairs import check_pairs
 from dip_lightning.overrides import QUIET, format_value, subdir_of, swept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "configs" / "suite"
 GROUPS = tuple(p.name for p in (ROOT / "configs").iterdir() if p.is_dir())  # config groups: net, task, …
 QUICK = ["resize=64", "iters=60", "eval_every=5"]
+QUICK_PAIRS = ["iters=60", "eval_every=5"]  # a pair is restored at its own size (resize would part it from its reference)
 
 
 def suites() -> list[str]:
@@ -61,7 +64,7 @@ def sweep_overrides(suite: dict, images: list[Path], work: Path, pack: int, quic
     quiet and resumable jobs in named folders, then the user's overrides."""
     ov = [f"experiment={suite['experiment']}", *suite.get("overrides", []),
           f"eval_protocol={suite['eval_protocol']}", f"eval_output={suite['eval_output']}",
-          *QUIET, *(QUICK if quick else []), "skip_completed=true",
+          *QUIET, *((QUICK_PAIRS if suite.get("pairs") else QUICK) if quick else []), "skip_completed=true",
           f"hydra.sweep.dir={format_value(str(work))}",
           "hydra.sweep.subdir='" + subdir_of(swept_keys(extra, ("seed", "image", "pack_images")), GROUPS,
                                              "${dip_job_dir:${image},${pack_images},${seed}}") + "'"]
@@ -91,10 +94,21 @@ def main(argv: list[str] | None = None) -> int:
 
     suite = load_suite(args.suite)
     folder = args.data / suite["folder"]
-    if not folder.is_dir():
+    if suite.get("pairs"):  # DIR/observed/NAME.* with DIR/reference/NAME.* (dip_lightning/pairs.py)
+        try:
+            images = check_pairs(args.data)[: args.limit]
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.pack > 1:
+            print(f"error: --pack {args.pack}: the pairs suite fits one observation per job (each has its own "
+                  f"reference); leave --pack out", file=sys.stderr)
+            return 2
+    elif not folder.is_dir():
         print(f"error: {folder} does not exist; --data must hold {suite['folder']}/", file=sys.stderr)
         return 2
-    images = sorted(p.resolve() for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT)[: args.limit]
+    else:
+        images = sorted(p.resolve() for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT)[: args.limit]
     if not images:
         print(f"error: no images in {folder}", file=sys.stderr)
         return 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import png
 import pytest
 import tifffile
 import torch
@@ -13,13 +12,8 @@ from PIL import Image
 
 from conftest import QUIET, TINY_NET, synthetic_image
 from dip_lightning.run import run
+from dip_lightning.formats import write_png16
 from dip_lightning.io import load_image
-
-
-def write_png16(path, a16: np.ndarray) -> None:
-    planes = 1 if a16.ndim == 2 else a16.shape[2]
-    mode = {1: "L;16", 3: "RGB;16", 4: "RGBA;16"}[planes]
-    png.from_array(a16.reshape(a16.shape[0], -1), mode=mode).save(str(path))
 
 
 @pytest.mark.parametrize("channels", [1, 3])

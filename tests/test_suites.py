@@ -1,5 +1,6 @@
 """Every suite (configs/suite/*.yaml) is a recipe that runs and scores what its table says, and the
 report lists what a suite expects but no job ran."""
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,15 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the sample ima
 def test_every_suite_runs_and_scores_its_protocol_on_its_output(path, compose_cfg, image_file):
     suite = yaml.safe_load(path.read_text())
     gray = path.stem == "denoise-set12-25"
+    image = image_file(70, 66, 1 if gray else 3)
+    if suite.get("pairs"):  # DIR/observed/NAME.png and DIR/reference/NAME.png (here the same picture)
+        for part in ("observed", "reference"):
+            (image.parent / part).mkdir()
+            shutil.copy(image, image.parent / part / image.name)
+        image = image.parent / "observed" / image.name
     cfg = compose_cfg(f"experiment={suite['experiment']}", *suite.get("overrides", []),
                       f"eval_protocol={suite['eval_protocol']}", f"eval_output={suite['eval_output']}",
-                      f"image={image_file(70, 66, 1 if gray else 3)}", "iters=4", "eval_every=2", "input.depth=4",
-                      *QUIET, *TINY_NET)
+                      f"image={image}", "iters=4", "eval_every=2", "input.depth=4", *QUIET, *TINY_NET)
     m = run(cfg)["metrics"]
     assert m["status"] == "completed" and m["psnr_eval"] is not None
     assert m["eval_protocol"] == suite["eval_protocol"] and m["eval_output"] == suite["eval_output"]

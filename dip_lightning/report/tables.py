@@ -74,8 +74,8 @@ def groups_of(rows: list[FitRow]) -> dict[str, list[FitRow]]:
 
 
 #: the other metrics a group row shows (means)
-EXTRA = ("psnr_best", "psnr_final", "psnr_ema_final", "best_step", "it_per_s", "wall_s", "final_minus_best",
-         "steps_to_95", "s_to_95")
+EXTRA = ("psnr_observed", "psnr_best", "psnr_final", "psnr_ema_final", "best_step", "es_psnr", "es_gap", "es_step",
+         "it_per_s", "wall_s", "final_minus_best", "steps_to_95", "s_to_95")
 
 
 def group_table(rows: list[FitRow], metric: str, pooled: bool = False) -> list[dict]:
@@ -165,7 +165,7 @@ def group_markdown(table: list[dict], metric: str) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [r["group"], str(r["n"]), Stat(r["mean"], r["std"], r["n"]).cell(), str(r["seeds"]), str(r["images"]),
-                 *(_f(r[k], 0 if k in ("best_step", "steps_to_95") else 2) for k in EXTRA)]
+                 *(_f(r[k], 0 if k in ("best_step", "es_step", "steps_to_95") else 2) for k in EXTRA)]
         lines.append("| " + " | ".join(md_text(c) for c in cells) + " |")
     return "\n".join(lines)
 
