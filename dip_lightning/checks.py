@@ -51,10 +51,12 @@ def run_device(cfg: DictConfig) -> str:
 def stopping_bytes(cfg: DictConfig, image_elements: int) -> int:
     """What early stopping keeps on the device for an image of ``image_elements`` values (all fits):
     ES-WMV a ring of ``window`` fp32 outputs and an fp64 running sum; ES-EMV an fp64 mean; both the
-    fp32 image at the detected step."""
+    fp32 image at the detected step (the held-out rule keeps only that)."""
     es = cfg.get("es")
     if not es:
         return 0
+    if str(es.get("_target_", "")).endswith("HoldoutStopping"):
+        return image_elements * 4
     if str(es.get("method", "wmv")) == "wmv":
         return image_elements * (4 * int(es.get("window", 100)) + 8 + 4)
     return image_elements * (8 + 4)

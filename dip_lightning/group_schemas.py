@@ -188,6 +188,12 @@ class EarlyStopping(Keys):
     check_every: PosInt = allowed("a positive number of steps")
 
 
+class HoldoutStopping(Keys):
+    patience: PosInt = allowed("a positive number of steps")
+    mode: Literal["mark", "stop"] = allowed("mark or stop")
+    check_every: PosInt = allowed("a positive number of steps")
+
+
 class Method(Keys):
     pass
 
@@ -214,4 +220,4 @@ class SelfGuided(Keys):
 SCHEMAS: dict[str, type[Keys]] = {m.__name__: m for m in (
     Denoise, SuperResolution, Inpaint, Restore, Deblur, JPEGArtifacts, FlashNoFlash, PhysicsTask,
     SkipNet, UNet, ResNet, TextureNet, DeepDecoder, ConvDecoder, Adam, LBFGS, NoiseInput, MeshgridInput,
-    EarlyStopping, Method, SGLD, DRP, SelfGuided)}
+    EarlyStopping, HoldoutStopping, Method, SGLD, DRP, SelfGuided)}

@@ -13,11 +13,13 @@ from dip_lightning.io import crop
 from dip_lightning.metrics import psnr, ssim
 
 #: the columns of a history row
-FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt", "ssim_ema/gt", "loss/method")
+FIELDS = ("loss", "psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "ssim/gt", "ssim_ema/gt", "loss/method",
+          "psnr/holdout")
 
 
 def metrics_row(module, img: torch.Tensor, losses: torch.Tensor, psnr_obs: torch.Tensor,
-                p_gt: torch.Tensor | None, extra: torch.Tensor | None) -> torch.Tensor:
+                p_gt: torch.Tensor | None, extra: torch.Tensor | None,
+                p_holdout: torch.Tensor | None = None) -> torch.Tensor:
     """One row (len(FIELDS), K) for the step's picture ``img``, losses and PSNRs, without a host sync."""
     k, m = module.fits, module
     nan = torch.full((k,), math.nan, device=img.device)
@@ -30,7 +32,8 @@ def metrics_row(module, img: torch.Tensor, losses: torch.Tensor, psnr_obs: torch
             psnr(ema_img, m.x_true, k) if (ema and gt) else nan,
             ssim(img, m.x_true, k) if gt else nan,
             ssim(ema_img, m.x_true, k) if (ema and gt) else nan,
-            nan if extra is None else extra.float().expand(k)]
+            nan if extra is None else extra.float().expand(k),
+            nan if p_holdout is None else p_holdout]
     return torch.stack([v.float().reshape(k) for v in vals])
 
 

@@ -65,6 +65,8 @@ class DIPModule(pl.LightningModule):
         loss_weight: pixel weights w of the data term, y's shape (None: all 1), which is then
             Σ w·(A(x̂) − y)² / Σ w per fit (a tile leaves out the band whose y depends on pixels
             beyond the tile).
+        holdout_mask: 1 on the observation pixels held out of the data term (``holdout``), y's
+            shape; ``psnr/holdout`` scores A(x̂) against y there at every metric row.
     """
 
     #: backtracking without reading ``good`` on the host: None = on any device but the CPU
@@ -76,7 +78,7 @@ class DIPModule(pl.LightningModule):
                  backtrack_db: float | None = None, tv_weight: float = 0.0, eval_every: int = 10, seed: int = 0,
                  memory_format: str = "contiguous", fits: int = 1, seeds: Sequence[int] | None = None,
                  out_channels: int | None = None, method: nn.Module | None = None,
-                 loss_weight: torch.Tensor | None = None):
+                 loss_weight: torch.Tensor | None = None, holdout_mask: torch.Tensor | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.net, self.task, self.optimizer_factory = net, task, optimizer
@@ -106,6 +108,8 @@ class DIPModule(pl.LightningModule):
         self.register_buffer("y", y)
         self.register_buffer("loss_weight", None if loss_weight is None else loss_weight.expand_as(y).contiguous(),
                              persistent=False)  # made again from the config: not in checkpoints
+        self.register_buffer("holdout_mask", None if holdout_mask is None else holdout_mask.expand_as(y).contiguous(),
+                             persistent=False)
         self.register_buffer("x_true", x_true)
         self.has_gt = x_true is not None
         c, (h, w) = int(out_channels or y.shape[1]), self.box[2:]
@@ -229,7 +233,8 @@ class DIPModule(pl.LightningModule):
 
     def _bookkeeping(self, step: int, out: torch.Tensor, a: torch.Tensor, losses: torch.Tensor,
                      extra: torch.Tensor | None) -> None:
-        psnr_obs = psnr(crop(a, self.obs_box), crop(self.y, self.obs_box), self.fits)
+        psnr_obs = psnr(crop(a, self.obs_box), crop(self.y, self.obs_box), self.fits) if self.holdout_mask is None \
+            else self.holdout_psnr(a, held_out=False)  # the guard sees the fitted pixels only
         good = self._guard(step, losses, psnr_obs)
         g = self._per_fit(good)
         self.last_out = torch.where(g, out, self.last_out) if step > 1 else out.clone()
@@ -239,7 +244,16 @@ class DIPModule(pl.LightningModule):
         p_gt = self._update_best(step, img, good) if self.has_gt else None
         row = self._row_of.get(step)
         if row is not None:  # one row of ``history`` (``dip_lightning.history.FIELDS``), on the device
-            self.history[row] = metrics_row(self, img, losses, psnr_obs, p_gt, extra)
+            self.history[row] = metrics_row(self, img, losses, psnr_obs, p_gt, extra, self.holdout_psnr(a))
+
+    def holdout_psnr(self, a: torch.Tensor, held_out: bool = True) -> torch.Tensor | None:
+        """PSNR of A(x̂) (``a``, padded like y) against y on the held-out pixels (``held_out=False``:
+        on the others, the fitted ones), per fit; None without a holdout."""
+        if self.holdout_mask is None:
+            return None
+        m = crop(self.holdout_mask if held_out else 1 - self.holdout_mask, self.obs_box).reshape(self.fits, -1)
+        d = crop(a.to(self.y.dtype) - self.y, self.obs_box).reshape(self.fits, -1)
+        return -10.0 * torch.log10((d * d * m).sum(1) / m.sum(1).clamp_min(1.0))
 
     def _per_fit(self, v: torch.Tensor, channels: int | None = None) -> torch.Tensor:
         """A length-K vector broadcast over the packed channels (``channels`` per fit, default the

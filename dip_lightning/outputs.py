@@ -87,7 +87,8 @@ def plot_curves(history: dict, path: Path, best_step: int | None = None, es_step
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     steps = history["step"]
     styles = {"psnr/gt": ("output vs ground truth", "C0", "-"), "psnr_ema/gt": ("EMA vs ground truth", "C1", "-"),
-              "psnr/obs": ("output vs observation", "C0", ":"), "psnr_ema/obs": ("EMA vs observation", "C1", ":")}
+              "psnr/obs": ("output vs observation", "C0", ":"), "psnr_ema/obs": ("EMA vs observation", "C1", ":"),
+              "psnr/holdout": ("output vs held-out pixels", "C4", "-")}
     for key, (label, color, ls) in styles.items():
         vals = history.get(key, [])
         if vals and not all(math.isnan(v) for v in vals):
@@ -255,6 +256,7 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
     psnr_best = _f(module.best_psnr[i]) if gt is not None else None
     psnr_observed = observed_psnr(task, prob.y, gt)
     es_psnr = _f(psnr(es_image, gt)) if (es_image is not None and gt is not None) else None
+    held = module.holdout_psnr(module.task(module.last_out)) if module.holdout_mask is not None else None
     metrics = {
         **common,
         "task": type(task).__name__,
@@ -273,6 +275,7 @@ def write_fit(module, fit, i: int, cbs: dict, out_dir: Path, common: dict,
         "psnr_obs_final": _f(psnr(crop(task(sl(module.last_out)), module.obs_box), y_obs)),
         "psnr_ema_obs_final": (_f(psnr(crop(task(sl(module.ema)), module.obs_box), y_obs))
                                if ema is not None else None),
+        "psnr_holdout": _f(held[i]) if held is not None else None,
         **es,
         "es_psnr": es_psnr,
         "es_gap": round(psnr_best - es_psnr, 4) if (psnr_best is not None and es_psnr is not None) else None,

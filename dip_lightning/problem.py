@@ -30,11 +30,13 @@ class Problem:
     box: tuple[int, int, int, int]  # (top, left, H, W) of the restored image on the canvas
     canvas: tuple[int, int]
     weight: torch.Tensor | None = None  # (1, 1, h, w) of y_padded: the data term's pixel weights (None: all 1)
+    holdout: torch.Tensor | None = None  # (1, 1, h, w) of y_padded: 1 where a pixel is held out of the data term
 
 
 def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bool, fit_size: str,
                     generator: torch.Generator, min_size: int | None = None,
-                    reference: torch.Tensor | None = None) -> Problem:
+                    reference: torch.Tensor | None = None, holdout: float | None = None,
+                    holdout_generator: torch.Generator | None = None) -> Problem:
     """Make (or adopt) the observation and pad it so the restored canvas is a multiple of the net's.
 
     ``fit_size='pad'``: reflection-pad the observation (and operator state, e.g. the mask) and crop
@@ -42,7 +44,8 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
     multiple (borders are lost; the restored image is smaller than the input). The canvas is at
     least ``min_size`` (default two multiples: BatchNorm at the deepest level needs > 1 value per
     channel, reflection padding needs more pixels than it pads). ``reference`` (C, H, W): the
-    clean image an observed ``image`` is scored against (``make_observation``).
+    clean image an observed ``image`` is scored against (``make_observation``). ``holdout``: the
+    fraction of observation pixels held out of the data term (``holdout_mask``).
     """
     if fit_size not in ("pad", "crop"):
         raise ValueError(f"fit_size={fit_size!r}; choose pad (keep every pixel) or crop (the original's centre crop)")
@@ -60,7 +63,8 @@ def prepare_problem(image: torch.Tensor, task: Task, multiple: int, observed: bo
             reference = crop(reference[None], tuple(v * s for v in box))[0]  # the same part, in its pixels
         x = crop(x, box)
     y, x_true = make_observation(task, x, adopt, generator, None if reference is None else reference[None])
-    return pad_problem(task, y, x_true, multiple, min_size)
+    held = None if not holdout else holdout_mask(task, y, float(holdout), holdout_generator)
+    return pad_problem(task, y, x_true, multiple, min_size, holdout=held)
 
 
 def make_observation(task: Task, x: torch.Tensor, adopt: bool, generator: torch.Generator,
@@ -73,6 +77,18 @@ def make_observation(task: Task, x: torch.Tensor, adopt: bool, generator: torch.
         return y, None if reference is None else checked_reference(task, y, reference)
     x_true = task.crop_ground_truth(x)
     return task.simulate(x_true, generator), x_true
+
+
+def holdout_mask(task: Task, y: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """(1, 1, h, w): 1 on a random ``fraction`` of the observation's pixels (all their channels),
+    which the data term leaves out and ``psnr_holdout`` scores the output on (self-validation,
+    Li et al. BMVC 2021; J-invariance, Batson & Royer ICML 2019: for pixel-wise independent noise
+    its expectation ranks outputs as the PSNR against the clean image does)."""
+    if not task.image_observation or not task.local:
+        raise ValueError(f"holdout={fraction} holds out pixels of an image observation, and {type(task).__name__}'s "
+                         f"is not one; leave holdout out")
+    h, w = task.observation_hw(y)
+    return (torch.rand((1, 1, h, w), generator=generator) < fraction).to(y.dtype)
 
 
 def checked_reference(task: Task, y: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -92,7 +108,8 @@ def checked_reference(task: Task, y: torch.Tensor, reference: torch.Tensor) -> t
 
 
 def pad_problem(task: Task, y: torch.Tensor, x_true: torch.Tensor | None, multiple: int,
-                min_size: int | None = None, weight: torch.Tensor | None = None) -> Problem:
+                min_size: int | None = None, weight: torch.Tensor | None = None,
+                holdout: torch.Tensor | None = None) -> Problem:
     """The observation ``y`` reflection-padded (with the operator's state, and the data term's
     pixel ``weight`` of y's size) so the canvas is a multiple of the net's and at least
     ``min_size`` (``prepare_problem``)."""
@@ -107,7 +124,8 @@ def pad_problem(task: Task, y: torch.Tensor, x_true: torch.Tensor | None, multip
     canvas = ((h + pt + pb) * s, (w + pl_ + pr) * s)
     box = (pt * s, pl_ * s, h * s, w * s)
     weight = None if weight is None else pad_image(weight, pads, mode="reflect")
-    return Problem(y=y, y_padded=y_padded, x_true=x_true, box=box, canvas=canvas, weight=weight)
+    holdout = None if holdout is None else pad_image(holdout, pads, mode="reflect")  # (reflections held out too)
+    return Problem(y=y, y_padded=y_padded, x_true=x_true, box=box, canvas=canvas, weight=weight, holdout=holdout)
 
 
 @dataclass
@@ -142,7 +160,8 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
     generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # noise / mask, then z
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), observation is not None or bool(cfg.observed),
                            str(cfg.fit_size), generator, getattr(net, "min_size", None),
-                           None if observation is not None else load_reference(cfg))
+                           None if observation is not None else load_reference(cfg), cfg.get("holdout"),
+                           torch.Generator().manual_seed(stream_seed(seed, "holdout")))
     return Fit(seed, str(source), task, net, prob, net_input(prob, task, own_depth, make_input, generator), channels)
 
 

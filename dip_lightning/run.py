@@ -94,9 +94,13 @@ def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger: bo
     check_memory(net, z.shape[1], fits[0].prob.canvas, cfg, out_channels=channels)
     if cfg.get("compile"):
         net = torch.compile(net, mode=str(cfg.get("compile_mode") or "default"))
-    weights = [f.prob.weight for f in fits]
+    weights, held = [f.prob.weight for f in fits], [f.prob.holdout for f in fits]
+    holdout_mask = None if all(h is None for h in held) else torch.cat(
+        [(torch.zeros_like(f.prob.y_padded) if h is None else h.expand_as(f.prob.y_padded)) for f, h in zip(fits, held)], 1)
     loss_weight = None if all(w is None for w in weights) else torch.cat(
         [(torch.ones_like(f.prob.y_padded) if w is None else w.expand_as(f.prob.y_padded)) for f, w in zip(fits, weights)], 1)
+    if holdout_mask is not None:  # the held-out pixels leave the data term
+        loss_weight = (1 - holdout_mask) if loss_weight is None else loss_weight * (1 - holdout_mask)
     gts = [f.prob.x_true for f in fits]
     module = DIPModule(
         net=net, task=task, optimizer=instantiate(cfg.optim), z=z, y=y,
@@ -104,7 +108,7 @@ def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger: bo
         reg_noise_std=float(cfg.reg_noise_std), exp_weight=cfg.exp_weight, backtrack_db=cfg.backtrack_db,
         tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=resolve_memory_format(str(cfg.memory_format), run_device(cfg)),
         fits=k, seeds=[f.seed for f in fits], out_channels=channels,
-        method=method, loss_weight=loss_weight)
+        method=method, loss_weight=loss_weight, holdout_mask=holdout_mask)
     return Built(module, fits, build_callbacks(cfg, out_dir, k), build_logger(cfg) if logger else None)
 
 

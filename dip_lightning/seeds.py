@@ -12,7 +12,7 @@ import numpy as np
 
 #: stream name -> its key in the derivation (never reuse a key: that would merge two streams)
 STREAMS = {"observation": 1, "jitter": 2, "physics": 3, "noise": 4, "langevin": 5, "selfguided": 6, "selfguided_noise": 7,
-           "tile_input": 8}  # physics/noise: of the observation seed
+           "tile_input": 8, "holdout": 9}  # physics/noise: of the observation seed
 
 
 def stream_seed(seed: int, stream: str) -> int:

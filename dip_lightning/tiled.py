@@ -57,6 +57,9 @@ def observe(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) 
     if not task.local:
         raise ValueError(f"tile={cfg.tile}: {type(task).__name__} mixes the whole image (MRI, CT, compressed "
                          f"sensing), so it cannot be restored in tiles; use tile=null")
+    if cfg.get("holdout"):
+        raise ValueError(f"holdout={cfg.holdout} scores a whole-image fit on its held-out pixels; tiles are not "
+                         f"supported yet: use tile=null")
     if str(cfg.fit_size) != "pad":
         raise ValueError(f"tile={cfg.tile} restores every pixel; use fit_size=pad (not {cfg.fit_size})")
     img = load_image(cfg.image if image is None else image, cfg.get("resize"))

@@ -57,6 +57,8 @@ def test_readme_command_runs(command, tmp_path):
     probe = compose_config([f"{k}={v}" for k, v in args.items() if k != "ckpt_path"])
     if "depth" not in probe.input or "SelfGuided" in str(probe.method.get("_target_")):
         shrink.pop("input.depth")  # meshgrid input (also via a preset); Self-Guided's z has the image's channels
+    if not probe.get("es") or "window" not in probe.es:  # es=none, es=holdout: no window to shrink
+        shrink.pop("es.window")
     if "burn_in" in probe.method:  # SGLD: samples within the few steps
         shrink.update({"method.burn_in": "2", "method.sample_every": "1"})
     if probe.fit_size == "crop":  # the original's centre crop needs at least one multiple of 32

@@ -28,6 +28,7 @@ OBJECTIVES: dict[str, Objective] = {
     "ssim_final": Objective("ssim/gt"),
     "psnr_obs_final": Objective("psnr/obs", ground_truth=False),
     "psnr_ema_obs_final": Objective("psnr_ema/obs", ground_truth=False, ema=True),
+    "psnr_holdout": Objective("psnr/holdout", ground_truth=False),
     "es_psnr": Objective(None),
     "psnr_eval": Objective(None),
 }
@@ -43,10 +44,13 @@ def check_objective(name: str, cfg: DictConfig, blind: bool, pruning: bool) -> O
     if obj.ground_truth and blind:
         raise ValueError(f"hydra.sweeper.objective={name} needs a ground truth, and this run has none (observed=true "
                          "or task=flash); search on a clean image with a simulated corruption, or use "
-                         "hydra.sweeper.objective=psnr_obs_final (it rises as the net fits the noise)")
+                         "holdout=0.1 hydra.sweeper.objective=psnr_holdout (the output on held-out pixels)")
     if obj.ema and cfg.get("exp_weight") is None:
         raise ValueError(f"hydra.sweeper.objective={name} scores the EMA, and exp_weight=null turns it off; "
                          "set exp_weight=0.99 or choose another objective")
+    if name == "psnr_holdout" and not cfg.get("holdout"):
+        raise ValueError("hydra.sweeper.objective=psnr_holdout scores the output on held-out pixels, and holdout=null "
+                         "holds none out; set holdout=0.1 (the fraction of pixels left out of the data term)")
     if name == "psnr_eval" and not cfg.get("eval_protocol"):
         raise ValueError("hydra.sweeper.objective=psnr_eval is a protocol's score, and eval_protocol=null names none; "
                          "set eval_protocol=full (or y_shaved for SR), or use hydra.sweeper.objective=psnr_best")

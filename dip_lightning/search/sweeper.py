@@ -106,7 +106,7 @@ class DIPOptunaSweeper(Sweeper):
         if self.objective is None and blind:
             raise ValueError("a search maximises a PSNR against the ground truth, and this run has none (observed=true "
                              "or task=flash); search on a clean image with a simulated corruption, or name "
-                             "hydra.sweeper.objective (e.g. psnr_obs_final, which rises as the net fits the noise)")
+                             "holdout=0.1 hydra.sweeper.objective=psnr_holdout (the output scored on held-out pixels)")
         name = self.objective or "psnr_best"
         check_objective(name, c, blind, pruning=self.pruner_spec.get("name", "none") != "none")
         return name
