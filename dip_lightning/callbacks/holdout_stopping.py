@@ -12,6 +12,7 @@ import math
 import pytorch_lightning as pl
 import torch
 
+from dip_lightning.callbacks.stopping import newly_detected, stopping_result
 from dip_lightning.history import FIELDS
 
 COLUMN = FIELDS.index("psnr/holdout")
@@ -70,20 +71,14 @@ class HoldoutStopping(pl.Callback):
         self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
         self.image = torch.where(better.repeat_interleave(x.shape[1] // k).view(1, -1, 1, 1), x, self.image)
         if step % self.check_every == 0:
-            for fit, best in enumerate(self.best_step.tolist()):  # the one host sync, every check_every steps
-                if self.detected[fit] is None and best > 0 and step - best >= self.patience:
-                    self.detected[fit] = best
+            newly_detected(self.best_step, self.detected, step, self.patience)  # the one host sync
             if all(d is not None for d in self.detected) and self.mode == "stop":
                 self.stopped = True
                 trainer.should_stop = True
 
     def result(self, fit: int = 0) -> dict:
         """es_step: the detected step (or, without detection, the best held-out step so far)."""
-        if self.best_step is None or int(self.best_step[fit]) == 0:
-            return {"es_step": None, "es_detected": False, "es_method": self.method}
-        detected = self.detected[fit] if fit < len(self.detected) else None
-        return {"es_step": detected or int(self.best_step[fit]), "es_detected": detected is not None,
-                "es_method": self.method}
+        return stopping_result(self.best_step, self.detected, fit, self.method)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_step": self.best_step, "image": self.image, "detected": self.detected,

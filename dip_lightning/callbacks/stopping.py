@@ -71,6 +71,25 @@ class VarianceTracker:
         return s["var"] if self.count >= self.window else None
 
 
+def newly_detected(best_step: torch.Tensor, detected: list, step: int, patience: int) -> list[int]:
+    """The fits not yet detected whose best step is ``patience`` or more steps old (one host read);
+    their ``detected`` entries are set to that step."""
+    new = []
+    for fit, best in enumerate(best_step.tolist()):
+        if detected[fit] is None and best > 0 and step - best >= patience:
+            detected[fit] = best
+            new.append(fit)
+    return new
+
+
+def stopping_result(best_step: torch.Tensor | None, detected: list, fit: int, method: str) -> dict:
+    """es_step of ``fit``: the detected step, or without detection the best step so far (None before any)."""
+    if best_step is None or int(best_step[fit]) == 0:
+        return {"es_step": None, "es_detected": False, "es_method": method}
+    found = detected[fit] if fit < len(detected) else None
+    return {"es_step": found or int(best_step[fit]), "es_detected": found is not None, "es_method": method}
+
+
 class EarlyStopping(pl.Callback):
     """ES-WMV / ES-EMV as a callback on the step's own output (the cropped image), per packed fit.
 
@@ -138,10 +157,8 @@ class EarlyStopping(pl.Callback):
             per_channel = better.repeat_interleave(x.shape[1] // k).view(1, -1, 1, 1)
             self.image = torch.where(per_channel, x, self.image)
         if step % self.check_every == 0 and var is not None:
-            for fit, best in enumerate(self.best_step.tolist()):  # the one host sync, every check_every steps
-                if self.detected[fit] is None and best > 0 and step - best >= self.patience:
-                    self.detected[fit] = best
-                    self.best_var[fit] = -math.inf
+            for fit in newly_detected(self.best_step, self.detected, step, self.patience):  # one host sync
+                self.best_var[fit] = -math.inf
             if all(d is not None for d in self.detected):
                 self.tracker.state = {}  # no longer updated: free the window (W images) and its checkpoint share
                 if self.mode == "stop":
@@ -151,11 +168,7 @@ class EarlyStopping(pl.Callback):
     # ------------------------------------------------------------- results / checkpointing
     def result(self, fit: int = 0) -> dict:
         """es_step: detected step (or, without detection, the minimum-variance step so far)."""
-        if self.best_step is None or int(self.best_step[fit]) == 0:
-            return {"es_step": None, "es_detected": False, "es_method": self.method}
-        detected = self.detected[fit] if fit < len(self.detected) else None
-        return {"es_step": detected or int(self.best_step[fit]), "es_detected": detected is not None,
-                "es_method": self.method}
+        return stopping_result(self.best_step, self.detected, fit, self.method)
 
     def state_dict(self) -> dict:
         return {"tracker_state": self.tracker.state, "count": self.tracker.count, "best_var": self.best_var,
