@@ -49,6 +49,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor, fits: int | None = None) -> torch.Ten
     return -torch.log(mse) * _DB_PER_NEPER.get(mse.dtype, _DB_PER_NEPER[torch.float32])
 
 
+def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, fits: int) -> torch.Tensor:
+    """PSNR (peak 1) of ``a`` against ``b`` over the elements where ``mask`` is 1, per packed fit
+    (length K); a fit with an empty mask counts one element (no division by zero)."""
+    d = (a - b).reshape(fits, -1)
+    m = mask.expand_as(a).reshape(fits, -1)
+    return -10.0 * torch.log10((d * d * m).sum(1) / m.sum(1).clamp_min(1.0))
+
+
 def ssim(a: torch.Tensor, b: torch.Tensor, fits: int | None = None) -> torch.Tensor:
     """SSIM (11×11 Gaussian window, data range 1): 0-d, or per fit with ``fits=K``; NaN for images
     under 11 pixels."""

@@ -36,7 +36,7 @@ from dip_lightning.io import crop
 from dip_lightning.methods.base import Method
 from dip_lightning.optimizers import check_optimizer, make_optimizer
 from dip_lightning.history import FIELDS, as_dict, metrics_row, padded
-from dip_lightning.metrics import psnr, split, total_variation
+from dip_lightning.metrics import masked_psnr, psnr, split, total_variation
 from dip_lightning.seeds import stream_seed
 
 
@@ -110,6 +110,8 @@ class DIPModule(pl.LightningModule):
                              persistent=False)  # made again from the config: not in checkpoints
         self.register_buffer("holdout_mask", None if holdout_mask is None else holdout_mask.expand_as(y).contiguous(),
                              persistent=False)
+        self.register_buffer("fitted_mask", None if holdout_mask is None else 1 - self.holdout_mask,
+                             persistent=False)  # (made once: the guard reads it every step)
         self.register_buffer("x_true", x_true)
         self.has_gt = x_true is not None
         c, (h, w) = int(out_channels or y.shape[1]), self.box[2:]
@@ -248,12 +250,11 @@ class DIPModule(pl.LightningModule):
 
     def holdout_psnr(self, a: torch.Tensor, held_out: bool = True) -> torch.Tensor | None:
         """PSNR of A(x̂) (``a``, padded like y) against y on the held-out pixels (``held_out=False``:
-        on the others, the fitted ones), per fit; None without a holdout."""
+        the fitted ones), per fit; None without a holdout."""
         if self.holdout_mask is None:
             return None
-        m = crop(self.holdout_mask if held_out else 1 - self.holdout_mask, self.obs_box).reshape(self.fits, -1)
-        d = crop(a.to(self.y.dtype) - self.y, self.obs_box).reshape(self.fits, -1)
-        return -10.0 * torch.log10((d * d * m).sum(1) / m.sum(1).clamp_min(1.0))
+        m = self.holdout_mask if held_out else self.fitted_mask
+        return masked_psnr(crop(a.to(self.y.dtype), self.obs_box), crop(self.y, self.obs_box), crop(m, self.obs_box), self.fits)
 
     def _per_fit(self, v: torch.Tensor, channels: int | None = None) -> torch.Tensor:
         """A length-K vector broadcast over the packed channels (``channels`` per fit, default the

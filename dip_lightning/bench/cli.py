@@ -115,6 +115,15 @@ def count_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool =
     return [o for o in ov if o != "es=none"] + layout  # (the GPU path: auto's layout on CUDA)
 
 
+def write_result(res: dict, json_path: str | None) -> None:
+    """``res`` as JSON at ``json_path`` (``--json``), when one is given."""
+    if json_path:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
 def count_main(args: argparse.Namespace) -> int:
     """``--count-ops``: print (and with ``--json`` write) the ops per step, ours against eager."""
     import tempfile
@@ -126,11 +135,7 @@ def count_main(args: argparse.Namespace) -> int:
         res = count_ops(count_overrides(args, tmp), count_overrides(args, tmp, eager=True), args.steps, args.warmup)
     res["overrides"] = [o for o in count_overrides(args, "<tmp>") if not o.startswith("paths.")]
     print(format_counts(res))
-    if args.json_path:
-        path = Path(args.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=2) + "\n")
-        print(f"wrote {path}")
+    write_result(res, args.json_path)
     return 0
 
 
@@ -143,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         return count_main(args)
     res = benchmark(args)
     print(format_table(res))
-    if args.json_path:
-        path = Path(args.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=2) + "\n")
-        print(f"wrote {path}")
+    write_result(res, args.json_path)
     bad = [k for k in ("it_per_s", "bare_it_per_s", "eager_baseline_it_per_s", "speedup_vs_eager")
            if not (isinstance(res[k], float) and math.isfinite(res[k]) and res[k] > 0)]
     if bad:
