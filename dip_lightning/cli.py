@@ -22,17 +22,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dip_lightning import gpu_slots, job_lock, pairs, resume, steps  # noqa: F401  (steps, pairs: resolvers)
+from dip_lightning import gpu_slots, job_lock, pairs, resume, slurm, steps  # noqa: F401  (steps, pairs, slurm: resolvers)
 from dip_lightning.signals import stop_with_parent
 from dip_lightning.outputs import write_json
 from dip_lightning.overrides import NOT_COMPUTED, image_name
 from dip_lightning.run import run
-from dip_lightning.search import register as register_sweeper
+from dip_lightning.hydra_plugins import register as register_plugins
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 MULTIRUN_PID = "DIP_LIGHTNING_MULTIRUN_PID"  # the pid of the process that launched the jobs (the first to import this)
 os.environ.setdefault(MULTIRUN_PID, str(os.getpid()))
-register_sweeper()  # hydra/sweeper=dip_optuna (dip_lightning/search/)
+register_plugins()  # hydra/sweeper=dip_optuna (dip_lightning/search/), hydra/launcher=slurm
 
 # ``${dip_not:${deterministic}}``: e.g. cuDNN autotuning (trainer.benchmark) unless the run must be deterministic
 OmegaConf.register_new_resolver("dip_not", lambda value: not bool(value), replace=True)

@@ -1,6 +1,7 @@
 """Shared fixtures: single-threaded torch, W&B off (or offline under tmp), tiny real-config runs."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -76,3 +77,38 @@ def wandb_offline(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     return tmp_path
+
+
+@contextlib.contextmanager
+def started_service(script: str, dir_var: str, prefix: str):
+    """``scripts/<script> start`` in a fresh folder, giving the VALUE of the ``KEY=VALUE`` line it
+    prints, and ``stop`` after. Skips (with the script's one line) where it cannot start."""
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, dir_var: tempfile.mkdtemp(prefix=prefix)}
+    proc = subprocess.run(["bash", str(root / "scripts" / script), "start"], env=env, capture_output=True,
+                          text=True, timeout=900)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"{script} start failed"]
+        subprocess.run(["bash", str(root / "scripts" / script), "stop"], env=env, capture_output=True, timeout=120)
+        pytest.skip(lines[-1])
+    try:
+        yield proc.stdout.strip().splitlines()[-1].partition("=")[2]
+    finally:
+        subprocess.run(["bash", str(root / "scripts" / script), "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def slurm_conf():
+    """A one-node SLURM cluster for this test session (scripts/local_slurm.sh): its slurm.conf."""
+    with started_service("local_slurm.sh", "DIP_SLURM_DIR", "dip_slurm_") as conf:
+        yield conf
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server for this test session (scripts/local_postgres.sh): its database's URL."""
+    with started_service("local_postgres.sh", "DIP_PG_DIR", "dip_pg_") as url:
+        yield url

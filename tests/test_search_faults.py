@@ -61,13 +61,29 @@ def test_a_running_trial_is_stale_when_its_sweeper_is_gone_by_any_sign():
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 @pytest.mark.parametrize("store", ["journal", "sqlite"])
 def test_a_sweeper_killed_mid_trial_leaves_its_budget_to_the_other(tmp_path, image_file, store):
-    """Two sweepers as separate processes on one study; the one signed as another host is SIGKILLed
-    mid-trial. The survivor fails that trial once its beat is older than stale_after_s and runs its
-    budget: exactly n_trials counted trials, each number run once; a relaunch runs nothing."""
+    """Two sweepers as separate processes on one study (the journal file, SQLite); the one signed as
+    another host is SIGKILLed mid-trial, and the survivor runs its budget."""
+    url = None if store == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
+    killed_sweeper_case(tmp_path, image_file, url)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_sweeper_killed_mid_trial_on_postgresql(tmp_path, image_file, postgres_url):
+    """The same on a PostgreSQL server (scripts/local_postgres.sh), its study named for this test."""
+    killed_sweeper_case(tmp_path, image_file, postgres_url, study_name=f"dip_lr_{os.getpid()}_{time.time_ns()}")
+
+
+def killed_sweeper_case(tmp_path: Path, image_file, url: str | None, study_name: str | None = None) -> None:
+    """Two sweepers on one study (``url``; None: the sweep folder's journal); the one signed as
+    another host is SIGKILLed mid-trial. The survivor fails that trial once its beat is older than
+    stale_after_s and runs its budget: exactly n_trials counted trials, each number run once, the
+    dead one failed; a relaunch runs nothing."""
     sweep = tmp_path / "sweep"
-    storage = [] if store == "journal" else [f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"]
+    storage = [] if url is None else [f"hydra.sweeper.storage={url}"]
+    named = [] if study_name is None else [f"hydra.sweeper.study_name={study_name}"]
     cmd = search_cmd(image_file(16, 16, 3), sweep, "iters=200", "hydra.sweeper.n_trials=2",
-                     "hydra.sweeper.stale_after_s=4", *storage)
+                     "hydra.sweeper.stale_after_s=4", *storage, *named)
     remote = subprocess.Popen(cmd, env={**os.environ, "DIP_LIGHTNING_HOST": "remote-node"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -79,24 +95,23 @@ def test_a_sweeper_killed_mid_trial_leaves_its_budget_to_the_other(tmp_path, ima
     remote.wait()
     out = local.communicate(timeout=600)[0]
     assert local.returncode == 0, out[-3000:]
-    study = study_of_any(store, sweep, tmp_path)
-    done = counted(study)
-    assert len(done) == 2 and all(t.state.name == "COMPLETE" for t in done), [t.state for t in study.get_trials()]
-    killed = [t for t in study.get_trials() if t.user_attrs.get("sweeper", "").startswith("remote-node")]
+
+    def study():
+        if url is None:
+            return study_of(sweep)
+        return optuna.load_study(study_name=study_name or "dip_lr", storage=url)
+
+    trials = study().get_trials()
+    done = counted(study())
+    assert len(done) == 2 and all(t.state.name == "COMPLETE" for t in done), [t.state for t in trials]
+    killed = [t for t in trials if t.user_attrs.get("sweeper", "").startswith("remote-node")]
     stale = [t for t in killed if t.user_attrs.get("stale")]
     assert len(stale) == 1 and stale[0].state.name == "FAIL"
     assert "was left running by a sweeper that stopped" in out
-    assert len({t.number for t in study.get_trials()}) == len(study.get_trials())
+    assert len({t.number for t in trials}) == len(trials)
     assert all(metrics(sweep / f"trial_{t.number:04d}")["status"] == "completed" for t in done)
-    if store == "journal":
-        assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0  # a relaunch: nothing left
-        assert len(study.get_trials()) == len(study_of_any(store, sweep, tmp_path).get_trials())
-
-
-def study_of_any(store: str, sweep: Path, tmp_path: Path):
-    if store == "journal":
-        return study_of(sweep)
-    return optuna.load_study(study_name="dip_lr", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0  # a relaunch: nothing left
+    assert len(study().get_trials()) == len(trials)
 
 
 # ---------------------------------------------------------------- quoting
