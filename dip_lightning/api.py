@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from dip_lightning.cli import CONFIG_DIR
+from dip_lightning.config import CONFIG_DIR
 from dip_lightning.instantiate import instantiate
 from dip_lightning.io import load_image
 from dip_lightning.overrides import QUIET, to_overrides
@@ -46,7 +46,7 @@ def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise"
     """
     ov = {"task": "physics" if physics is not None else task, "cpu_malloc": "system", **overrides}
     if physics is not None:  # the step follows the data (dip_lightning/steps.py); the caller's keys win
-        from dip_lightning.steps import overrides_for
+        from dip_lightning.tasks.physics import overrides_for
 
         ov = {**overrides_for(physics), **ov}
     if "output_dir" in ov:

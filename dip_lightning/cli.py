@@ -20,57 +20,18 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from dip_lightning import gpu_slots, job_lock, pairs, resume, slurm, steps  # noqa: F401  (steps, pairs, slurm: resolvers)
+from dip_lightning import gpu_slots, job_lock, resume
 from dip_lightning.signals import stop_with_parent
+from dip_lightning.config import CONFIG_DIR, computed_by, computed_config
 from dip_lightning.outputs import write_json
-from dip_lightning.overrides import NOT_COMPUTED, image_name
 from dip_lightning.run import run
 from dip_lightning.hydra_plugins import register as register_plugins
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 MULTIRUN_PID = "DIP_LIGHTNING_MULTIRUN_PID"  # the pid of the process that launched the jobs (the first to import this)
 os.environ.setdefault(MULTIRUN_PID, str(os.getpid()))
 register_plugins()  # hydra/sweeper=dip_optuna (dip_lightning/search/), hydra/launcher=slurm
-
-# ``${dip_not:${deterministic}}``: e.g. cuDNN autotuning (trainer.benchmark) unless the run must be deterministic
-OmegaConf.register_new_resolver("dip_not", lambda value: not bool(value), replace=True)
-
-
-def job_dir_name(image, pack_images=None, seed=None) -> str:
-    """``${dip_job_dir:${image},${pack_images},${seed}}``: a job folder named by what it computes,
-    '<image stem>/seed=<s>' (packed images: 'pack-<stem>-<stem>/seed=<s>', one: its stem), so a relaunch of the
-    same sweep finds each job's folder whatever the job's number."""
-    images = list(pack_images or [])
-    name = (image_name(images[0]) if len(images) == 1 else ("pack-" + "-".join(map(image_name, images))) if images
-            else image_name(image))
-    return name if seed is None else f"{name}/seed={seed}"
-
-
-OmegaConf.register_new_resolver("dip_job_dir", job_dir_name, replace=True)
-
-
-def computed_by(overrides: list[str]) -> list[str]:
-    """The overrides that decide a job's result, sorted: what a finished job must match to be skipped."""
-    return sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_COMPUTED))
-
-
-def computed_config(cfg: DictConfig) -> dict:
-    """The resolved config as flat 'a.b' keys, less the settings of ``NOT_COMPUTED``: what a job's
-    checkpoints must have been written with for it to resume from them."""
-    flat: dict = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            flat[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return {k: v for k, v in flat.items() if not k.startswith(NOT_COMPUTED)}
-
 
 def completed_metrics(out_dir: Path, overrides: list[str]) -> dict | None:
     """The metrics of a job that already finished in ``out_dir`` with these ``overrides`` (its

@@ -112,7 +112,7 @@ def peak_memory_mb() -> float:
     peak resident set (interpreter and libraries included)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
-    from dip_lightning.bench.timing import maxrss_mb
+    from dip_lightning.rss import maxrss_mb
 
     return round(maxrss_mb(), 1)
 

@@ -253,3 +253,15 @@ def alpha_of(source, image: torch.Tensor | None, img: torch.Tensor) -> torch.Ten
     if alpha.shape[-2:] != img.shape[-2:]:
         alpha = pil_resize(alpha, img.shape[-2], img.shape[-1], "nearest")
     return alpha
+
+
+@dataclass
+class Whole:
+    """The whole image's problem: its task (operator), observation and ground truth (or None)."""
+
+    task: Task
+    y: torch.Tensor
+    x_true: torch.Tensor | None
+    source: str
+    height: int
+    width: int

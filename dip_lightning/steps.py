@@ -63,15 +63,4 @@ def task_step(key: str, paper: Any, _root_: Any = None) -> Any:
     return step.get(key, paper)
 
 
-def overrides_for(physics: Any) -> dict[str, Any]:
-    """For a deepinv physics object: ``task.complex`` from its class, and the CT step's values for
-    a tomography (the caller's own overrides go over these)."""
-    from dip_lightning.tasks.physics import PhysicsTask
-
-    found: dict[str, Any] = {"task.complex": PhysicsTask.physics_is_complex(physics)}
-    if type(physics).__name__ in CT_PHYSICS:
-        found.update(CT_STEP)
-    return found
-
-
 OmegaConf.register_new_resolver("dip_task_step", task_step, replace=True)

@@ -19,36 +19,26 @@ import copy
 import gc
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, open_dict
 
 from dip_lightning import resume
+from dip_lightning.config import computed_config
 from dip_lightning import tiles as tiling
+from dip_lightning.tiles import Tiling
+from dip_lightning import tiled_outputs
 from dip_lightning.instantiate import instantiate
 from dip_lightning.io import crop, load_image
 from dip_lightning.loggers import build_logger, finish_logger, log_summary
-from dip_lightning.problem import Fit, alpha_of, load_reference, make_observation, net_input, new_net, pad_problem
+from dip_lightning.problem import Fit, Whole, alpha_of, load_reference, make_observation, net_input, new_net, pad_problem
 from dip_lightning.seeds import stream_seed
-from dip_lightning.tasks.base import Task
+from dip_lightning import stages
 
 log = logging.getLogger(__name__)
 
 RESULT = "result.pt"
-
-
-@dataclass
-class Whole:
-    """The whole image's problem: its task (operator), observation and ground truth (or None)."""
-
-    task: Task
-    y: torch.Tensor
-    x_true: torch.Tensor | None
-    source: str
-    height: int
-    width: int
 
 
 def observe(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> Whole:
@@ -71,17 +61,6 @@ def observe(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) 
                                  None if reference is None else reference[None])
     s = int(task.scale)
     return Whole(task, y, x_true, "array" if image is not None else str(cfg.image), y.shape[-2] * s, y.shape[-1] * s)
-
-
-@dataclass
-class Tiling:
-    """Where the tiles lie (image pixels), their blending weights, and which have no data."""
-
-    boxes: list[tiling.Box]
-    alphas: list[torch.Tensor]
-    empty: list[bool]
-    size: int
-    overlap: int
 
 
 def auto_overlap(size: int, align: int = 1, margin: int = 0) -> int | None:
@@ -187,19 +166,17 @@ def inner_band_weight(y: torch.Tensor, obs_box, whole: Whole, band: int) -> torc
 def fit_group(cfg: DictConfig, fits: list[Fit], method, gdir: Path, computed: dict, again: bool, guard=None) -> dict:
     """Fit one group of tiles as packed fits in ``gdir`` (resumed from its last checkpoint when
     ``again``), and return what the whole image needs of each tile. A SIGTERM that ``guard``
-    records ends the fit at a step boundary (``run.fit``)."""
-    from dip_lightning.run import assemble, fit
-
+    records ends the fit at a step boundary (``stages.fit``)."""
     gcfg = copy.deepcopy(cfg)
     ckpt = resume.prepare(gdir, computed, int(cfg.get("ckpt_every") or 0), resume=again)
     with open_dict(gcfg):
         gcfg.ckpt_path = None if ckpt is None else str(ckpt)
     if ckpt is not None:
         log.info("resuming tile group %s from %s", gdir.name, ckpt.name)
-    built = assemble(gcfg, fits, method, gdir, logger=False)
+    built = stages.assemble(gcfg, fits, method, gdir, logger=False)
     if "pruning" in built.callbacks:  # a search's pruner sees the whole image's curve only at the end
         built.callbacks["curves"].listeners.remove(built.callbacks.pop("pruning"))
-    status, reason = fit(gcfg, built, guard)
+    status, reason = stages.fit(gcfg, built, guard)
     m, es = built.module.cpu(), built.callbacks.get("es")
     out = []
     for i in range(len(fits)):
@@ -238,19 +215,16 @@ def run_tiled(cfg: DictConfig, guard, image: torch.Tensor | None = None, make_ta
     ``skip_completed=true`` goes on from there."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from dip_lightning.cli import computed_config
-    from dip_lightning.run import check, interrupted, set_up, stoppable, summary_line
     from dip_lightning.signals import SIGTERM_EXIT
-    from dip_lightning.tiled_outputs import write_tiled
 
     t0 = time.perf_counter()
-    out_dir = check(cfg)
+    out_dir = stages.check(cfg)
     log.info("run folder: %s", out_dir)
     if cfg.get("ckpt_path"):
         raise ValueError("a tiled run resumes by being launched again into its folder with skip_completed=true "
                          "(each tile group keeps its own checkpoints); drop ckpt_path")
-    with stoppable(out_dir, guard):
-        set_up(cfg, out_dir)
+    with stages.stoppable(out_dir, guard):
+        stages.set_up(cfg, out_dir)
         whole = observe(cfg, image, make_task)
         tiles = plan(cfg, whole)
         method = instantiate(cfg.method) if cfg.get("method") else None
@@ -273,18 +247,18 @@ def run_tiled(cfg: DictConfig, guard, image: torch.Tensor | None = None, make_ta
                     gc.collect()  # the group's trainer and module hold each other: free them before the next group
                 groups.append(result)
         except (KeyboardInterrupt, SystemExit) as exc:
-            interrupted(out_dir, exc, guard, iters_done=sum(t["steps"] for r in groups for t in r["tiles"][:1]),
+            stages.interrupted(out_dir, exc, guard, iters_done=sum(t["steps"] for r in groups for t in r["tiles"][:1]),
                         tiles=n, tile_groups=len(range(0, n, k)), tile_groups_done=len(groups))
             if isinstance(exc, SIGTERMException) or guard.received:
                 raise SystemExit(SIGTERM_EXIT) from exc
             raise
         guard.quiet = True
-        results = write_tiled(cfg, whole, tiles, groups, out_dir, time.perf_counter() - t0, k, logger)
+        results = tiled_outputs.write_tiled(cfg, whole, tiles, groups, out_dir, time.perf_counter() - t0, k, logger)
         if guard.received:  # asked to stop while the outputs were written: they are complete, now stop
             raise SystemExit(SIGTERM_EXIT)
         log_summary(logger, results["metrics"])
     finally:
         finish_logger(logger)
-    log.info(summary_line(results))
+    log.info(stages.summary_line(results))
     return results
 

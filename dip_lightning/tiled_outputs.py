@@ -24,8 +24,8 @@ from dip_lightning.metrics import PROTOCOLS, psnr, ssim
 from dip_lightning.outputs import (_f, convergence, observed_psnr, panel_of, peak_memory_mb, plot_curves, write_curves,
                                    write_json)
 from dip_lightning.overrides import image_name
-from dip_lightning.tiled import Tiling, Whole
-from dip_lightning.tiles import blend, border_band
+from dip_lightning.problem import Whole
+from dip_lightning.tiles import Tiling, blend, border_band
 
 PSNR_FIELDS = ("psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt")
 

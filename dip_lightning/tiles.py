@@ -12,6 +12,7 @@ layout (the last tile of a row is shifted to end at the image's border and overl
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -98,3 +99,14 @@ def border_band(boxes: list[Box], height: int, width: int, band: int = 8) -> tor
             if 0 < edge < width:
                 mask[t:t + h, max(0, edge - band):edge + band] = True
     return mask
+
+
+@dataclass
+class Tiling:
+    """Where the tiles lie (image pixels), their blending weights, and which have no data."""
+
+    boxes: list[Box]
+    alphas: list[torch.Tensor]
+    empty: list[bool]
+    size: int
+    overlap: int

@@ -5,7 +5,8 @@ import torch
 
 from dip_lightning.io import crop
 from dip_lightning.methods import SGLD
-from dip_lightning.run import build, fit, run
+from dip_lightning.run import build, run
+from dip_lightning.stages import fit
 from conftest import QUIET, TINY_NET
 
 SHORT = {"sgld": ["method=sgld", "method.burn_in=4", "method.sample_every=3"],

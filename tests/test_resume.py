@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-import dip_lightning.run as runmod
+import dip_lightning.stages as stages
 from dip_lightning import job_lock, resume
 from dip_lightning.run import run
 from conftest import QUIET, TINY_NET
@@ -55,8 +55,8 @@ class Interrupt(pl.Callback):
 
 
 def test_ctrl_c_writes_outputs_marked_interrupted(compose_cfg, image_file, monkeypatch):
-    build = runmod.build_callbacks
-    monkeypatch.setattr(runmod, "build_callbacks", lambda cfg, out, fits=1: {**build(cfg, out, fits), "boom": Interrupt()})
+    build = stages.build_callbacks
+    monkeypatch.setattr(stages, "build_callbacks", lambda cfg, out, fits=1: {**build(cfg, out, fits), "boom": Interrupt()})
     cfg = compose_cfg(f"image={image_file(20, 20, 3)}", "iters=50", "input.depth=4", *QUIET, *TINY_NET)
     with pytest.raises((SystemExit, KeyboardInterrupt)):
         run(cfg)

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 import dip_lightning.run as runmod
+import dip_lightning.stages as stages
 from conftest import QUIET, TINY_NET
 from dip_lightning import resume
 from dip_lightning.cli import computed_config
@@ -72,8 +73,8 @@ class TermAt(pl.Callback):
 
 
 def with_callback(monkeypatch, cb: pl.Callback) -> None:
-    build = runmod.build_callbacks
-    monkeypatch.setattr(runmod, "build_callbacks", lambda cfg, out, fits=1: {**build(cfg, out, fits), "term": cb})
+    build = stages.build_callbacks
+    monkeypatch.setattr(stages, "build_callbacks", lambda cfg, out, fits=1: {**build(cfg, out, fits), "term": cb})
 
 
 @pytest.fixture(params=["whole", "tiled"])
@@ -89,17 +90,17 @@ def setting(request, image_file):
 def test_a_sigterm_before_the_fit_stops_the_run_at_once(compose_cfg, setting, monkeypatch):
     kind, common = setting
     full = run(compose_cfg(*common, out="full"))
-    set_up = runmod.set_up
+    set_up = stages.set_up
 
     def set_up_then_term(*a, **k):
         term()
         return set_up(*a, **k)
 
-    monkeypatch.setattr(runmod, "set_up", set_up_then_term)
+    monkeypatch.setattr(stages, "set_up", set_up_then_term)
     cfg = compose_cfg(*common, out="cut")
     m = stopped(launch(cfg))
     assert m["status"] == "interrupted" and m["iters_done"] == 0 and m["reason"] == "SIGTERM"
-    monkeypatch.setattr(runmod, "set_up", set_up)
+    monkeypatch.setattr(stages, "set_up", set_up)
     again = run(relaunch(cfg))
     assert torch.equal(again["restored"], full["restored"])
     assert all(again["metrics"][k] == full["metrics"][k] for k in SAME)

@@ -14,7 +14,8 @@ from PIL import Image
 
 from dip_lightning import checks
 from dip_lightning.instantiate import instantiate
-from dip_lightning.run import check, run
+from dip_lightning.run import run
+from dip_lightning.stages import check
 from dip_lightning.tiled import auto_overlap, observe, plan
 from conftest import QUIET, SMALL_NETS, TINY_NET, synthetic_image
 

@@ -32,7 +32,8 @@ fields), ``loops`` (Lightning, bare, eager), ``convs`` (conv peak and floor), ``
 ``report`` (the table). Heavy imports (Lightning, Hydra) happen inside the functions, so ``--help``
 and argument errors are instant.
 """
-from dip_lightning.bench.cli import config_overrides, main, parse_args
+from dip_lightning.bench.cli import main, parse_args
+from dip_lightning.bench.overrides import config_overrides
 from dip_lightning.bench.driver import benchmark
 from dip_lightning.bench.loops import bare_fit, build_module, eager_fit, lightning_fit
 from dip_lightning.bench.report import format_table

@@ -7,29 +7,11 @@ import math
 import sys
 from pathlib import Path
 
-from dip_lightning.overrides import QUIET
+from dip_lightning.bench.overrides import config_overrides
 
-#: Hydra overrides that make the benchmark measure the step only (no logging, stopping, images)
-STEP_ONLY = [*QUIET, "snapshot_log_spaced=false", "es=none", "ckpt_every=0"]
-
-#: --quick: small versions of the nets (the skip net: 3 levels of 8 channels, 4 input channels)
-QUICK_NET = {
-    "skip": ["net.channels_down=[8,8,8]", "net.channels_up=[8,8,8]", "net.channels_skip=[2,2,2]"],
-    "unet": ["net.feature_scale=16"],
-    "resnet": ["net.num_blocks=2", "net.num_channels=8"],
-    "decoder": ["net.channels=[8,8,8]"],
-    "convdecoder": ["net.channels=[8,8,8]"],
-    "texture": ["net.conv_num=4"],
-}
 QUICK = {"size": 32, "steps": 2, "warmup": 1, "repeats": 1}
 FULL = {"size": 256, "steps": 10, "warmup": 3, "repeats": 3}
 COUNT = {"size": 64, "steps": 50, "warmup": 100, "repeats": 1}  # counts do not depend on the size; ES-WMV fills its window of 100 in the warm-up
-
-EAGER_BASELINE = ("the net run() builds, fresh, same class, with stock torch.nn.Conv2d(padding_mode='reflect') layers "
-                  "(the original code used ReflectionPad2d + Conv2d), eager fp32 NCHW, not compiled, torch.optim.Adam(lr=0.01), "
-                  "input jitter z + reg_noise_std*randn, loss mse(A(net(z)), y); no metrics, EMA or backtracking; "
-                  "in a fresh process with glibc's default allocator")
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -81,27 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be at least 1")
     return args
-
-
-def config_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool = False) -> list[str]:
-    """The real config's overrides for this benchmark; ``eager``: the baseline's (no compile, NCHW, fp32)."""
-    compiled = False if eager else args.compile
-    fmt = "contiguous" if eager else args.memory_format  # None: the config's default
-    ov = [f"task={args.task}", f"net={args.net}", f"image={args.image}", f"resize={args.size}",
-          f"seed={args.seed}", f"iters={args.warmup + args.steps}", f"warmup_steps={args.warmup}",
-          f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.devices=1",
-          f"trainer.precision={'32-true' if eager else args.precision}",
-          *([f"memory_format={fmt}"] if fmt else []),
-          f"compile={'true' if compiled else 'false'}", f"compile_mode={args.compile_mode}", *STEP_ONLY]
-    if args.threads is not None:
-        ov.append(f"threads={args.threads}")
-    if args.quick:
-        ov += QUICK_NET.get(args.net, []) + ["input.depth=4"]
-    ov += list(args.override)
-    if eager:  # the original code ran with glibc's defaults (after --override: it cannot change this)
-        ov.append("cpu_malloc=system")
-    ov.append(f"paths.output_dir={out_dir}")
-    return ov
 
 
 def count_overrides(args: argparse.Namespace, out_dir: str | Path, eager: bool = False) -> list[str]:

@@ -12,7 +12,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from dip_lightning.bench.cli import EAGER_BASELINE, config_overrides
+from dip_lightning.bench.overrides import EAGER_BASELINE, config_overrides
 from dip_lightning.bench.convs import conv_peak, floor_fields
 from dip_lightning.bench.loops import bare_fit, eager_fit, eager_in_fresh_process, eager_parts, lightning_fit, profile_step
 from dip_lightning.bench.report import cpu_model, loadavg

@@ -1,14 +1,13 @@
-"""Timing and memory helpers of the benchmark: device syncs only at the timing boundaries, the
-autocast Lightning's precision uses, resident memory, a quiet session."""
+"""Timing helpers of the benchmark: device syncs only at the timing boundaries, the autocast
+Lightning's precision uses, a quiet session; resident memory comes from ``dip_lightning.rss``."""
 from __future__ import annotations
 
 import contextlib
 import math
-import os
-import resource
-import sys
 import time
 from typing import Any, Callable
+
+from dip_lightning.rss import maxrss_mb, rss_mb  # noqa: F401  (the benchmark's names for them)
 
 
 def sync(device) -> None:
@@ -68,27 +67,3 @@ def best_time(once: Callable[[], Any], repeats: int, device: str) -> float:
         sync(device)
         best = min(best, time.perf_counter() - t0)
     return best
-
-
-def rss_mb() -> float:
-    """Current resident set size (Linux /proc; falls back to the peak elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return maxrss_mb()
-
-
-def maxrss_mb() -> float:
-    """This process's peak resident set: Linux's VmHWM (of this program's memory since its exec),
-    else ``ru_maxrss``, which Linux carries over from the parent through fork and exec (a job
-    started by a big process would report the parent's size)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**10
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

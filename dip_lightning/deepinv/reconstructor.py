@@ -47,7 +47,7 @@ class DIPReconstructor(Reconstructor):
         """The composed config; with ``physics``, ``task.complex`` from its class (MRI: complex),
         so the step suits its data (``dip_lightning.steps``) unless an override says otherwise."""
         from dip_lightning.api import compose_config
-        from dip_lightning.steps import overrides_for
+        from dip_lightning.tasks.physics import overrides_for
 
         found = {} if physics is None else overrides_for(physics)
         return compose_config({"task": "physics", **CALL_OVERRIDES, **found, **self.overrides,
@@ -58,7 +58,8 @@ class DIPReconstructor(Reconstructor):
         Runs with gradients on and BatchNorm in training mode whatever the caller's mode."""
         from dip_lightning.instantiate import instantiate
         from dip_lightning.nets.upsample import set_deterministic
-        from dip_lightning.run import build, fit
+        from dip_lightning.run import build
+        from dip_lightning.stages import fit
 
         cfg = self.config(physics)
         if self.output == "ema" and cfg.exp_weight is None:

@@ -12,6 +12,7 @@ import torch
 
 from dip_lightning.io import pil_resize
 from dip_lightning.seeds import stream_seed
+from dip_lightning.steps import CT_PHYSICS, CT_STEP
 from dip_lightning.tasks.base import Task
 
 
@@ -60,7 +61,7 @@ class PhysicsTask(Task):
 
     @property
     def _dinv(self):
-        from dip_lightning.deepinv import import_deepinv
+        from dip_lightning.deepinv.lazy import import_deepinv
 
         return import_deepinv()
 
@@ -75,7 +76,7 @@ class PhysicsTask(Task):
     @staticmethod
     def physics_is_complex(physics) -> bool:
         """True for deepinv's MRI physics (an object or its class): their images are complex."""
-        from dip_lightning.deepinv import import_deepinv
+        from dip_lightning.deepinv.lazy import import_deepinv
 
         dinv = import_deepinv()
         mri = getattr(dinv.physics, "MRIMixin", None) or dinv.physics.MRI
@@ -206,3 +207,12 @@ class PhysicsTask(Task):
         if b is None:
             return torch.zeros(1, 1, *self.image_shape[-2:])
         return (b / b.abs().amax().clamp_min(1e-12)).clamp(0, 1)
+
+
+def overrides_for(physics: Any) -> dict[str, Any]:
+    """For a deepinv physics object: ``task.complex`` from its class, and the CT step's values for
+    a tomography (the caller's own overrides go over these)."""
+    found: dict[str, Any] = {"task.complex": PhysicsTask.physics_is_complex(physics)}
+    if type(physics).__name__ in CT_PHYSICS:
+        found.update(CT_STEP)
+    return found
