@@ -42,7 +42,9 @@ NEVER_STARTS = {
     "InvalidQOS": "set hydra.launcher.qos to one your account may use",
 }
 NEVER = "NEVER_STARTS"  # the state a job that can never start is given (so submitit stops waiting)
-GONE = "ENDED_UNLISTED"  # a job neither sacct nor squeue lists any more
+GONE = "ENDED_UNLISTED"
+#: the states of a job that has not ended yet
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")  # a job neither sacct nor squeue lists any more
 
 
 def sinfo_rows() -> list[list[str]] | None:

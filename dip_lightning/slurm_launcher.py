@@ -15,7 +15,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from submitit.core.utils import UncompletedJobError
 from submitit.slurm import slurm as submitit_slurm
 
-from dip_lightning.slurm import GONE, NEVER, NEVER_STARTS, missing_partition, queue_states, refusal_hint, sbatch_reason
+from dip_lightning.slurm import ACTIVE, GONE, NEVER, NEVER_STARTS, missing_partition, queue_states, refusal_hint, sbatch_reason
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         finally:
             sys.stderr.write(quiet.getvalue())
 
+
 def fail(line: str) -> None:
     """End the multirun with one line and exit code 2, as every user error."""
     print(line, file=sys.__stderr__)
@@ -88,15 +89,32 @@ def rebuilt(state: dict) -> SlurmLauncher:
 
 
 def ended_message(text: str, watcher: submitit_slurm.SlurmInfoWatcher) -> str:
-    """One line for a job that SLURM ended without a result (``text``: submitit's message); a job
-    that can never start is cancelled with its array."""
+    """One line for a job that SLURM ended without a result (``text``: submitit's message). A job
+    that can never start is cancelled with its array; otherwise the array's other jobs run to
+    their end first, so that a relaunch finds them completed, not still running."""
     found = re.search(r"Job (\S+)", text)
     job_id = found.group(1) if found else "?"
     info = watcher.get_info(job_id, mode="cache") if found else {}
     state, reason = info.get("State", "UNKNOWN"), info.get("Reason", "")
+    array = job_id.split("_")[0]
     if state == NEVER:
-        subprocess.run(["scancel", job_id.split("_")[0]], capture_output=True)
+        subprocess.run(["scancel", array], capture_output=True)
         return (f"error: SLURM can never start job {job_id} as asked (pending: {reason}), so its array was "
                 f"cancelled: {NEVER_STARTS.get(reason, 'change the hydra.launcher.* keys')}")
+    wait_for_array(array)
     return (f"error: SLURM ended job {job_id} without a result ({state}); the jobs that completed are kept: "
             "relaunch the same command with skip_completed=true to run only the rest")
+
+
+def wait_for_array(array: str, poll_s: float = 5.0) -> None:
+    """Until no task of ``array`` is pending or running (squeue), logging once how many are."""
+    told = False
+    while True:
+        states = queue_states({array}) or {}
+        active = [j for j, i in states.items() if i["State"] in ACTIVE]
+        if not active:
+            return
+        if not told:
+            log.info("waiting for the %d other jobs of array %s to end (scancel %s stops them)", len(active), array, array)
+            told = True
+        time.sleep(poll_s)

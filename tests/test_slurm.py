@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from test_scripts import data_dir, load, metrics_of  # noqa: F401  (data_dir: a fixture)
-from test_search import TINY, counted, trial_dirs
+from test_search import TINY, counted, study_of, trial_dirs
 from test_sweeps import job_dirs, metrics, readme_lines, shrink
 
 pytestmark = pytest.mark.slurm
@@ -132,6 +132,32 @@ def test_the_docs_search_feeds_one_postgresql_study_from_array_tasks(slurm_env, 
     assert "#SBATCH --array=0-1%" in script
     assert all(metrics(d)["status"] == "completed" for d in trial_dirs(tmp_path / "search"))
     assert sorted(t.value for t in counted(study)) == sorted(metrics(d)["psnr_best"] for d in trial_dirs(tmp_path / "search"))
+
+
+def test_a_killed_task_of_a_search_is_run_again(slurm_env, tmp_path, image_file):
+    """A search's batch of two trials is one array; one task is cancelled mid-trial. The sweeper
+    stops in one line once the other task ended, the batch's trials are failed as stale, and the
+    relaunch ends with exactly n_trials complete trials, no number run twice."""
+    work = tmp_path / "search"
+    args = ["hparams_search=optuna_lr", f"image={image_file(24, 24, 3)}", *TINY, "iters=300",
+            "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra/launcher=slurm", *ONE_CPU]
+    proc = subprocess.Popen([sys.executable, "-m", "dip_lightning", "-m", *args, f"hydra.sweep.dir={work}"],
+                            env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(work.glob("trial_*/environment.json"))) < 2:
+        time.sleep(0.2)
+    array = next(p.name.split("_")[0] for p in (work / ".submitit").iterdir() if "_" in p.name)
+    subprocess.run(["scancel", f"{array}_1"], env=slurm_env, check=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "without a result (CANCELLED)" in err, err[-3000:]
+    assert running_tasks(slurm_env) == 0  # the other task ran to its end before the sweeper stopped
+    again = sweep(args, work, slurm_env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = study_of(work)
+    trials = study.get_trials()
+    assert [t.state.name for t in counted(study)] == ["COMPLETE", "COMPLETE"]
+    assert len([t for t in trials if t.user_attrs.get("stale")]) == 2  # the first batch, told by nobody
+    assert len({t.number for t in trials}) == len(trials) == 4
 
 
 @pytest.mark.parametrize("extra, says", [

@@ -102,6 +102,21 @@ def test_the_launcher_reads_an_ended_job_in_one_line(bindir):
     assert line.startswith("error: SLURM ended job 7_1 without a result (CANCELLED)") and "\n" not in line
 
 
+def test_the_launcher_waits_for_the_arrays_other_jobs_before_it_stops(bindir, tmp_path):
+    """A job ended without a result while another still runs: the multirun stops only after it ends."""
+    pytest.importorskip("submitit", reason="pip install -e '.[sweeps]'")
+    from dip_lightning.slurm_launcher import wait_for_array
+
+    calls = tmp_path / "calls"
+    script = bindir / "squeue"
+    script.write_text(f"#!/bin/sh\necho x >> {calls}\n"
+                      f"if [ $(wc -l < {calls}) -lt 3 ]; then echo '8_0|RUNNING|None'; else echo '8_0|COMPLETED|None'; fi\n"
+                      "echo '8_1|CANCELLED|None'\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    wait_for_array("8", poll_s=0.01)
+    assert len(calls.read_text().split()) == 3  # asked until the running job had ended
+
+
 def test_a_run_in_a_slurm_allocation_is_one_process_without_srun_hints(bindir, compose_cfg, monkeypatch):
     """SLURM_NTASKS=2 (an allocation of two tasks) and an ``srun`` on PATH: the trainer still sees one
     process, and Lightning does not suggest srun."""
