@@ -12,7 +12,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import QUIET, TINY_NET
-from dip_lightning import run as runner
+from dip_lightning import run as runner, stages
 from dip_lightning.module import DIPModule
 
 #: ``.item()`` / ``float()`` / ``bool()`` of a tensor, and ``torch.tensor(python data)`` (a
@@ -66,11 +66,11 @@ def fit_recording(cfg, monkeypatch) -> Syncs:
             syncs.__exit__(None, None, None)
 
     try:
-        out = runner.check(cfg)
-        runner.set_up(cfg, out)
+        out = stages.check(cfg)
+        stages.set_up(cfg, out)
         built = runner.build(cfg, out_dir=out)
         built.callbacks["record"] = During()
-        status, _ = runner.fit(cfg, built)
+        status, _ = stages.fit(cfg, built)
         assert status == "completed" and built.module.global_step == int(cfg.iters)
     finally:
         for h in hooks:
@@ -105,7 +105,7 @@ def test_cuda_sync_debug_mode_raises_nowhere_in_the_step(compose_cfg, image_file
     monkeypatch.setattr(DIPModule, "training_step", training_step)
     cfg = compose_cfg(f"image={image_file(40, 36, 3)}", "iters=20", "eval_every=5", "backtrack_db=5",
                       "trainer.accelerator=gpu", "input.depth=4", *QUIET, *TINY_NET)
-    out = runner.check(cfg)
-    runner.set_up(cfg, out)
+    out = stages.check(cfg)
+    stages.set_up(cfg, out)
     built = runner.build(cfg, out_dir=out)
-    assert runner.fit(cfg, built)[0] == "completed"
+    assert stages.fit(cfg, built)[0] == "completed"

@@ -18,10 +18,10 @@ def _optimizer(configured):
 
 def build_module(cfg):
     """``run(cfg)``'s first steps (check, set up, build): the built run, no step taken."""
-    from dip_lightning import run as runner
+    from dip_lightning import run as runner, stages
 
-    out_dir = runner.check(cfg)
-    runner.set_up(cfg, out_dir)
+    out_dir = stages.check(cfg)
+    stages.set_up(cfg, out_dir)
     return runner.build(cfg, out_dir=out_dir)
 
 
@@ -31,7 +31,7 @@ def lightning_fit(cfg) -> tuple[Any, float, dict]:
     ``peak_mem_mb``, CUDA's allocated peak or the process's peak RSS)."""
     import torch
 
-    from dip_lightning import run as runner
+    from dip_lightning import stages
     from dip_lightning.loggers import finish_logger
 
     built = build_module(cfg)
@@ -40,7 +40,7 @@ def lightning_fit(cfg) -> tuple[Any, float, dict]:
         torch.cuda.reset_peak_memory_stats()
     memory = {"rss_before_fit_mb": rss_mb()}
     try:
-        runner.fit(cfg, built)
+        stages.fit(cfg, built)
     finally:
         finish_logger(built.logger)
     memory["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else maxrss_mb()

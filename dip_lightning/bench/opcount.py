@@ -93,7 +93,7 @@ def count_ours(cfg, warmup: int) -> OpCounter:
     """Our step's ops through the Lightning fit of ``cfg`` (GPU code path), after ``warmup`` steps."""
     import pytorch_lightning as pl
 
-    from dip_lightning import run as runner
+    from dip_lightning import run as runner, stages
     from dip_lightning.loggers import finish_logger
     from dip_lightning.module import DIPModule
 
@@ -115,12 +115,12 @@ def count_ours(cfg, warmup: int) -> OpCounter:
     saved = DIPModule.sync_free_backtrack
     DIPModule.sync_free_backtrack = True
     try:
-        out = runner.check(cfg)
-        runner.set_up(cfg, out)
+        out = stages.check(cfg)
+        stages.set_up(cfg, out)
         built = runner.build(cfg, out_dir=out)
         built.callbacks["count_ops"] = Window()
         try:
-            runner.fit(cfg, built)
+            stages.fit(cfg, built)
         finally:
             finish_logger(built.logger)
     finally:
