@@ -34,7 +34,10 @@ _NOISE = (".*LeafSpec.*", ".*does not have many workers.*", ".*The number of tra
           # the state after the step's update is the one to checkpoint: a resume continues from it
           ".*ModelCheckpoint with manual optimization and every_n_train_steps.*",
           # ckpt_path= without ckpt_every: the checkpointer's state is only where it wrote, and this run writes none
-          ".*callbacks used to create the checkpoint need to be provided.*")
+          ".*callbacks used to create the checkpoint need to be provided.*",
+          # a run is one process (configs/trainer: LightningEnvironment), yet fit() still asks whether SLURM
+          # launched it, and where SLURM is installed that prints a hint to use srun
+          ".*The `srun` command is available on your system but is not used.*")
 
 
 def hydra_job() -> tuple[str | None, str | None]:

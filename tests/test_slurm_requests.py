@@ -133,3 +133,20 @@ def test_a_run_in_a_slurm_allocation_is_one_process_without_srun_hints(bindir, c
     assert isinstance(trainer._accelerator_connector.cluster_environment, LightningEnvironment)
     assert trainer.world_size == 1
     assert not [w for w in caught if "srun" in str(w.message)]
+
+
+def test_a_run_outside_slurm_on_a_slurm_host_prints_no_srun_hint(bindir, compose_cfg, image_file, monkeypatch):
+    """``srun`` on PATH, no SLURM variables: a whole run (fit included) warns nothing about srun."""
+    from dip_lightning.run import run
+
+    fake_command(bindir, "srun", "")
+    for var in [v for v in os.environ if v.startswith("SLURM_")]:
+        monkeypatch.delenv(var)
+    cfg = compose_cfg(f"image={image_file(16, 16, 3)}", "iters=2", "logger=none", "trainer.enable_progress_bar=false",
+                      "snapshot_every=0", "threads=1", "net.channels_down=[8,8]", "net.channels_up=[8,8]",
+                      "net.channels_skip=[2,2]")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run(cfg)["metrics"]["status"] == "completed"
+    assert not [w for w in caught if "srun" in str(w.message)]
+
