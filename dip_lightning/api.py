@@ -1,32 +1,19 @@
 """Python API: ``restore(image, task="denoise", **overrides) -> (restored, metrics)``."""
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
-from dip_lightning.config import CONFIG_DIR
+from dip_lightning.config import compose_config
 from dip_lightning.instantiate import instantiate
 from dip_lightning.io import load_image
 from dip_lightning.overrides import QUIET, to_overrides
 from dip_lightning.run import run
 
 __all__ = ["QUIET", "compose_config", "restore", "to_overrides"]
-
-
-def compose_config(overrides: dict[str, Any] | list[str] | None = None) -> DictConfig:
-    """Compose ``configs/restore.yaml`` with overrides (dict or ``key=value`` strings), as the CLI does."""
-    items = to_overrides(overrides) if isinstance(overrides, dict) else list(overrides or [])
-    if not any(o.split("=", 1)[0].lstrip("+") == "paths.output_dir" for o in items):
-        stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-        items.append(f"paths.output_dir={Path('outputs/api') / stamp}")
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="restore", overrides=items)
 
 
 def restore(image: str | Path | np.ndarray | torch.Tensor, task: str = "denoise", physics=None,

@@ -1,17 +1,31 @@
 """Config helpers that every layer may use: where the configs are (``CONFIG_DIR``), the resolvers the
 configs name (``${dip_not:…}``, ``${dip_job_dir:…}`` here; the others registered by the modules
-imported below), and what of a config decides a job's result (``computed_by`` for its overrides,
-``computed_config`` for the whole). Whoever composes the configs imports this module."""
+imported below), composing them (``compose_config``), and what of a config decides a job's result
+(``computed_by`` for its overrides, ``computed_config`` for the whole). Whoever composes the
+configs imports this module."""
 from __future__ import annotations
 
+import datetime as _dt
 from pathlib import Path
+from typing import Any
 
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from dip_lightning import gpu_slots, pairs, slurm, steps  # noqa: F401  (their resolvers: dip_gpus, dip_pair_reference, dip_slurm_fit, dip_task_step)
-from dip_lightning.overrides import NOT_COMPUTED, image_name
+from dip_lightning.overrides import NOT_COMPUTED, image_name, to_overrides
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+
+def compose_config(overrides: dict[str, Any] | list[str] | None = None) -> DictConfig:
+    """Compose ``configs/restore.yaml`` with overrides (dict or ``key=value`` strings), as the CLI does."""
+    items = to_overrides(overrides) if isinstance(overrides, dict) else list(overrides or [])
+    if not any(o.split("=", 1)[0].lstrip("+") == "paths.output_dir" for o in items):
+        stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+        items.append(f"paths.output_dir={Path('outputs/api') / stamp}")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="restore", overrides=items)
 
 
 # ``${dip_not:${deterministic}}``: e.g. cuDNN autotuning (trainer.benchmark) unless the run must be deterministic

@@ -39,7 +39,7 @@ class Denoise(Keys):
     amount: Fraction = allowed("a fraction of values replaced, in [0, 1], e.g. task.amount=0.05")
     speckle_sigma: NonNegFloat = allowed("a std >= 0, e.g. task.speckle_sigma=0.4")
     severity: Optional[Annotated[int, Field(ge=1, le=5)]] = allowed("1-5 (ImageNet-C's levels) or null")
-    loss: Optional[Literal["l2", "l1"]] = allowed("l2, l1 or null (the noise model's own)")
+    loss: Optional[Literal["l2", "l1", "poisson"]] = allowed("l2, l1, poisson or null (the noise model's own)")
 
 
 class SuperResolution(Keys):

@@ -97,3 +97,11 @@ def psnr_full(restored: torch.Tensor, truth: torch.Tensor) -> float:
 
 #: ``eval_protocol`` -> the score of (restored, ground truth), both (C, H, W) in [0, 1]
 PROTOCOLS = {"full": psnr_full, "y_shaved": psnr_y_shaved}
+
+
+def score(t: torch.Tensor | float | None) -> float | None:
+    """A metric as metrics.json holds it: a float rounded to 4 places; None when missing or not finite."""
+    if t is None:
+        return None
+    v = float(t)
+    return None if math.isnan(v) or math.isinf(v) else round(v, 4)

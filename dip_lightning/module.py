@@ -5,7 +5,7 @@ One training step (Ulyanov et al. 2018, Sec. 3), for each fit k = 1 … K (K = 1
     z'_k = z_k + reg_noise_std · ε_k,  ε_k ~ N(0, I) fresh each step   (input jitter)
     x̂_k  = f_θk(z'_k)                                                   (image on the padded canvas)
     L    = Σ_k mean((A_k(x̂_k) − y_k)²) [+ λ·TV(x̂_k)]                    (A_k: the fit's operator;
-                                                                         task.loss=l1: |A_k(x̂_k) − y_k|)
+                                                                         task.loss: l1, poisson)
            (a method may change z, x̂, L and the estimate: ``dip_lightning.methods``)
     θ ← optimizer step on L
     ema_k ← w·ema_k + (1 − w)·x̂_k                                       (exp_weight w; ema₀ = x̂₀)
@@ -31,6 +31,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 
+from dip_lightning import iterates
 from dip_lightning.backtrack import Backtracker, match_moment_layouts
 from dip_lightning.io import crop
 from dip_lightning.methods.base import Method
@@ -38,6 +39,7 @@ from dip_lightning.optimizers import check_optimizer, make_optimizer
 from dip_lightning.history import FIELDS, as_dict, metrics_row, padded
 from dip_lightning.metrics import masked_psnr, psnr, split, total_variation
 from dip_lightning.seeds import stream_seed
+from dip_lightning.tasks.base import data_error
 
 
 class DIPModule(pl.LightningModule):
@@ -86,7 +88,7 @@ class DIPModule(pl.LightningModule):
         self.exp_weight = None if exp_weight is None else float(exp_weight)
         self.backtrack_db = None if backtrack_db is None else float(backtrack_db)
         self.tv_weight = float(tv_weight)
-        self.l1 = str(getattr(task, "loss", "l2")) == "l1"  # the task's data term (``Task.loss``)
+        self.data_term = str(getattr(task, "loss", "l2"))  # the task's data term (``Task.loss``, ``data_error``)
         self.eval_every = max(1, int(eval_every))
         self.fits = k = int(fits)
         self.seeds = [int(s) for s in (seeds if seeds is not None else [seed + i for i in range(k)])]
@@ -197,7 +199,7 @@ class DIPModule(pl.LightningModule):
             out, extra = self.method.forward(self, self._input())  # extra: the method's loss terms, per fit
             a = self.task(out)
             a32 = a.to(torch.promote_types(a.dtype, torch.float32))  # bf16 -> fp32; fp64 stays fp64
-            err = (a32 - self.y).abs() if self.l1 else (a32 - self.y).pow(2)
+            err = data_error(a32, self.y, self.data_term)
             if self.loss_weight is None:
                 losses = err.reshape(k, -1).mean(1)  # per fit
             else:
@@ -237,13 +239,13 @@ class DIPModule(pl.LightningModule):
                      extra: torch.Tensor | None) -> None:
         psnr_obs = psnr(crop(a, self.obs_box), crop(self.y, self.obs_box), self.fits) if self.holdout_mask is None \
             else self.holdout_psnr(a, held_out=False)  # the guard sees the fitted pixels only
-        good = self._guard(step, losses, psnr_obs)
-        g = self._per_fit(good)
+        good = iterates.guard(self, step, losses, psnr_obs)
+        g = iterates.per_fit(self, good)
         self.last_out = torch.where(g, out, self.last_out) if step > 1 else out.clone()
         if self.exp_weight is not None:
-            self._update_ema(out, good)
+            iterates.update_ema(self, out, good)
         img = self.view(crop(out, self.box))
-        p_gt = self._update_best(step, img, good) if self.has_gt else None
+        p_gt = iterates.update_best(self, step, img, good) if self.has_gt else None
         row = self._row_of.get(step)
         if row is not None:  # one row of ``history`` (``dip_lightning.history.FIELDS``), on the device
             self.history[row] = metrics_row(self, img, losses, psnr_obs, p_gt, extra, self.holdout_psnr(a))
@@ -255,42 +257,6 @@ class DIPModule(pl.LightningModule):
             return None
         m = self.holdout_mask if held_out else self.fitted_mask
         return masked_psnr(crop(a.to(self.y.dtype), self.obs_box), crop(self.y, self.obs_box), crop(m, self.obs_box), self.fits)
-
-    def _per_fit(self, v: torch.Tensor, channels: int | None = None) -> torch.Tensor:
-        """A length-K vector broadcast over the packed channels (``channels`` per fit, default the
-        net's): (1, K·C, 1, 1) ((1, 1, 1, 1) for one fit)."""
-        if self.fits == 1:
-            return v.view(1, 1, 1, 1)
-        return v.repeat_interleave(channels or self.channels).view(1, -1, 1, 1)
-
-    def _guard(self, step: int, losses: torch.Tensor, psnr_obs: torch.Tensor) -> torch.Tensor:
-        """Which fits took a good step (length K). A NaN/Inf loss or output is always bad; with
-        ``backtrack_db`` so is a drop of PSNR(A(x̂), y) by more than that many dB (the paper's
-        collapse test, every step). Bad fits get the last good step's state back."""
-        good = torch.isfinite(losses) & torch.isfinite(psnr_obs)
-        if self.backtrack_db is not None:
-            good = good & ~(psnr_obs < self.prev_psnr_obs - self.backtrack_db)
-            self.prev_psnr_obs = torch.where(good, psnr_obs, self.prev_psnr_obs)
-        if self.backtrack_db is not None or step in self._row_of:  # else only the NaN guard, every k steps
-            restored = self.backtracker.update(good, self._torch_optimizer(), self.sync_free_backtrack)
-            self.backtracks += restored.long()
-        return good
-
-    def _update_ema(self, out: torch.Tensor, good: torch.Tensor) -> None:
-        """ema ← w·ema + (1 − w)·x̂ for the fits that took a good step (the first good x̂ starts it)."""
-        w = self.exp_weight
-        new = torch.where(self._per_fit(self.ema_ready), w * self.ema + (1 - w) * out, out)
-        self.ema = torch.where(self._per_fit(good), new, self.ema)
-        self.ema_ready = self.ema_ready | good
-
-    def _update_best(self, step: int, img: torch.Tensor, good: torch.Tensor) -> torch.Tensor:
-        """Keep each fit's best iterate against the ground truth; return this step's PSNRs."""
-        p_gt = psnr(img, self.x_true, self.fits)
-        better = good & (p_gt > self.best_psnr)
-        self.best_psnr = torch.where(better, p_gt, self.best_psnr)
-        self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
-        self.best_image = torch.where(self._per_fit(better, img.shape[1] // self.fits), img, self.best_image)
-        return p_gt
 
     # ------------------------------------------------------------------ results
     @property

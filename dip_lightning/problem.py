@@ -3,8 +3,9 @@
 ``build_fits(cfg)`` makes every fit of a run (K when packed): the task (operator), the image, the
 network initialised from the fit's seed, the observation ``y = task.simulate(x)`` (or the user's
 own observed image), its padding to the net's multiple, and the fixed input z. Seeds: the net's
-weights come from ``torch.manual_seed(seed)``; the observation's noise / mask and then z are drawn
-from one ``torch.Generator`` of the "observation" stream (``dip_lightning.seeds``).
+weights come from ``torch.manual_seed(seed)``; the observation's noise / mask and z each from a
+``torch.Generator`` of its own stream ("observation", "input": ``dip_lightning.seeds``), so an
+observation made elsewhere and adopted (``observed=true``) gets the z its synthetic run got.
 """
 from __future__ import annotations
 
@@ -157,12 +158,13 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
     if task.needs_alpha:
         task.alpha = alpha_of(source, image, img)
     net, channels, own_depth = new_net(cfg, task, int(img.shape[0]), seed, make_input, method)
-    generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # noise / mask, then z
+    generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # the noise / mask
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), observation is not None or bool(cfg.observed),
                            str(cfg.fit_size), generator, getattr(net, "min_size", None),
                            None if observation is not None else load_reference(cfg), cfg.get("holdout"),
                            torch.Generator().manual_seed(stream_seed(seed, "holdout")))
-    return Fit(seed, str(source), task, net, prob, net_input(prob, task, own_depth, make_input, generator), channels)
+    z = net_input(prob, task, own_depth, make_input, torch.Generator().manual_seed(stream_seed(seed, "input")))
+    return Fit(seed, str(source), task, net, prob, z, channels)
 
 
 def load_reference(cfg: DictConfig) -> torch.Tensor | None:
@@ -253,15 +255,3 @@ def alpha_of(source, image: torch.Tensor | None, img: torch.Tensor) -> torch.Ten
     if alpha.shape[-2:] != img.shape[-2:]:
         alpha = pil_resize(alpha, img.shape[-2], img.shape[-1], "nearest")
     return alpha
-
-
-@dataclass
-class Whole:
-    """The whole image's problem: its task (operator), observation and ground truth (or None)."""
-
-    task: Task
-    y: torch.Tensor
-    x_true: torch.Tensor | None
-    source: str
-    height: int
-    width: int

@@ -1,11 +1,13 @@
-"""The steps of a run, shared by a whole-image run (``run.run_whole``) and a tiled one (``tiled``):
+"""The steps of a run (``run.run``), the same for a whole image and for tiles:
 
-    check → set up the process → assemble (module, callbacks, logger) → fit → (write)
+    check → set up the process → (plan the regions) → per group: assemble, fit → write → tidy
 
-and what a run stopped early leaves (``interrupted``, ``stoppable``), and its one-line summary.
+and what a run cut short leaves (``cut_short``, ``interrupted``, ``stoppable``), and its one-line
+summary.
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,23 +16,33 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dip_lightning import malloc as cpu_malloc
-from dip_lightning.callbacks import CurveLogger, DivergenceGuard, PSNRProgressBar, Snapshots, StopOnSignal, Throughput
+from dip_lightning.callbacks.curves import CurveLogger
+from dip_lightning.callbacks.divergence import DivergenceGuard
+from dip_lightning.callbacks.progress import PSNRProgressBar
+from dip_lightning.callbacks.snapshots import Snapshots
+from dip_lightning.callbacks.stop_on_signal import StopOnSignal
+from dip_lightning.callbacks.throughput import Throughput
 from dip_lightning.checks import check_memory, check_values, run_device, writable_dir
 from dip_lightning.data import step_loader
 from dip_lightning.instantiate import instantiate
 from dip_lightning.layout import resolve_memory_format
-from dip_lightning.loggers import build_logger, quiet_lightning
+from dip_lightning.loggers import quiet_lightning
 from dip_lightning.module import DIPModule
 from dip_lightning.nets.blocks import count_parameters
 from dip_lightning.nets.upsample import set_deterministic
-from dip_lightning.outputs import fit_dir, write_json
+from dip_lightning.outputs import fit_dir, write_fits, write_json
 from dip_lightning.packing import PackedTask, pack_nets
 from dip_lightning.problem import Fit
 from dip_lightning.provenance import environment
-from dip_lightning.resume import check_checkpoint
-from dip_lightning.signals import TermGuard
+from dip_lightning.results import collect
+from dip_lightning.resume import check_checkpoint, keep_latest
+from dip_lightning.signals import SIGTERM_EXIT, TermGuard
+from dip_lightning.tiled_outputs import write_tiled
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,9 +74,9 @@ def set_up(cfg: DictConfig, out_dir: Path) -> None:
                {**environment(int(cfg.seed), deterministic, run_device(cfg)), "cpu_malloc_reuse": malloc_reuse})
 
 
-def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger: bool = True) -> Built:
+def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger=None) -> Built:
     """One (packed) net, operator, input and DIPModule for ``fits``, after the memory check; the
-    callbacks writing to ``out_dir``; the logger (``logger=False``: none)."""
+    callbacks writing to ``out_dir``; the ``logger`` the fit logs to (None: none)."""
     k = len(fits)
     net = pack_nets([f.net for f in fits])
     task = fits[0].task if k == 1 else PackedTask([f.task for f in fits])
@@ -90,7 +102,7 @@ def assemble(cfg: DictConfig, fits: list[Fit], method, out_dir: Path, logger: bo
         tv_weight=float(cfg.tv_weight), eval_every=int(cfg.eval_every), memory_format=resolve_memory_format(str(cfg.memory_format), run_device(cfg)),
         fits=k, seeds=[f.seed for f in fits], out_channels=channels,
         method=method, loss_weight=loss_weight, holdout_mask=holdout_mask)
-    return Built(module, fits, build_callbacks(cfg, out_dir, k), build_logger(cfg) if logger else None)
+    return Built(module, fits, build_callbacks(cfg, out_dir, k), logger)
 
 
 def build_callbacks(cfg: DictConfig, out_dir: Path, fits: int = 1) -> dict[str, pl.Callback]:
@@ -146,6 +158,42 @@ def fit(cfg: DictConfig, built: Built, guard: TermGuard | None = None) -> tuple[
     if "pruning" in cbs and cbs["pruning"].pruned_at is not None:
         return "pruned", f"the search's pruner stopped the trial at step {cbs['pruning'].pruned_at}"
     return "completed", None
+
+
+def write(plan, groups: list[dict], out_dir: Path, wall_s: float, logger=None) -> dict:
+    """The run's files from its groups' results: a whole image's fits (``outputs.write_fits``), or
+    the tiles assembled into the image (``tiled_outputs.write_tiled``, its curve to ``logger``)."""
+    if plan.tiling is None:
+        return write_fits(plan.cfg, groups[0], plan.whole_fits, out_dir, wall_s)
+    return write_tiled(plan.cfg, plan.whole, plan.tiling, groups, out_dir, wall_s, plan.batch, logger)
+
+
+def tidy(plan, out_dir: Path, metrics: dict) -> None:
+    """After the files: ``ckpt_keep_all=false`` keeps only the latest checkpoint; why a run ended
+    early (diverged, pruned), logged."""
+    cfg = plan.cfg
+    if plan.tiling is None and int(cfg.get("ckpt_every") or 0) > 0 and not cfg.get("ckpt_keep_all", True):
+        keep_latest(out_dir)
+    if metrics.get("reason"):
+        (log.info if metrics["status"] == "pruned" else log.error)(metrics["reason"])
+
+
+def cut_short(plan, built: Built | None, exc: BaseException, guard: TermGuard, out_dir: Path, done: list[dict],
+              wall_s: float) -> None:
+    """A run stopped (Ctrl-C, SIGTERM) or failed while a group was built or fitted: a whole image
+    fitted for a step or more writes its files with status ``interrupted`` / ``failed``; else a
+    stop leaves metrics.json ``interrupted`` with the plan's progress (a tiled run's groups done).
+    A SIGTERM then exits with 143 (Lightning's ``SystemExit()`` would exit with 0)."""
+    stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
+    guard.quiet = True  # a second SIGTERM never cuts the files short
+    if plan.tiling is None and built is not None and built.module.global_step > 0:
+        status, reason = (("interrupted", stop_reason(exc, guard)) if stopped
+                          else ("failed", f"{type(exc).__name__}: {exc}".strip(": ")))
+        write(plan, [collect(built.module, built.fits, built.callbacks, status, reason)], out_dir, wall_s)
+    elif stopped:
+        interrupted(out_dir, exc, guard, **plan.progress(done))
+    if isinstance(exc, SIGTERMException) or guard.received:
+        raise SystemExit(SIGTERM_EXIT) from exc
 
 
 def interrupted(out_dir: Path, exc: BaseException, guard: TermGuard, **keys) -> None:

@@ -19,13 +19,11 @@ import torch
 from omegaconf import DictConfig
 
 from dip_lightning.history import FIELDS
-from dip_lightning.io import crop, save_image
-from dip_lightning.metrics import PROTOCOLS, psnr, ssim
-from dip_lightning.outputs import (_f, convergence, observed_psnr, panel_of, peak_memory_mb, plot_curves, write_curves,
-                                   write_json)
-from dip_lightning.overrides import image_name
-from dip_lightning.problem import Whole
-from dip_lightning.tiles import Tiling, blend, border_band
+from dip_lightning.io import crop
+from dip_lightning.metrics import psnr
+from dip_lightning.metrics import score as _f
+from dip_lightning.outputs import evaluation_of, peak_memory_mb, write_result
+from dip_lightning.tiles import Tiling, Whole, blend, border_band
 
 PSNR_FIELDS = ("psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt")
 
@@ -55,7 +53,7 @@ def pooled_history(tiles: list[dict], shares: list[float]) -> dict[str, list[flo
 
 
 def _status(groups: list[dict]) -> tuple[str, str | None]:
-    """The run's status from its groups' (a group is never pruned: ``fit_group`` takes the pruner off)."""
+    """The run's status from its groups' (a group is never pruned: ``run.fit_group`` takes a tiled group's pruner off)."""
     statuses = [g["status"] for g in groups]
     reasons = [f"tile group {i}: {g['reason']}" for i, g in enumerate(groups) if g["reason"]]
     for s in ("diverged", "early_stopped"):
@@ -64,74 +62,60 @@ def _status(groups: list[dict]) -> tuple[str, str | None]:
     return "completed", None
 
 
+def assemble(whole: Whole, tiling: Tiling, groups: list[dict]) -> tuple[dict, list[dict]]:
+    """(the whole image's result, its tiles' results): the tiles' pictures blended into the image's
+    (``tiles.blend``), their curves pooled (``pooled_history``), the image's best and early-stopped
+    pictures made of each tile's own; the scores recomputed on the assembled image."""
+    tiles = [t for g in groups for t in g["fits"]]
+    h, w, boxes, alphas = whole.height, whole.width, tiling.boxes, tiling.alphas
+    pic = {key: (blend([t[key] for t in tiles], boxes, alphas, h, w) if all(t[key] is not None for t in tiles)
+                 else None) for key in ("final", "ema", "best", "es")}
+    history = pooled_history(tiles, [float(a.sum()) for a in alphas])
+    obs_box = whole.task.observation_box((0, 0, h, w))
+    y_obs = crop(whole.y, obs_box)
+    gt, best = whole.x_true, pic["best"]
+    result = {
+        **pic, "images": {}, "history": history, "best_step": None,
+        "psnr_best": _f(psnr(best, gt)) if best is not None else None,
+        "convergence_best": max((v for v in history["psnr/gt"] if v == v), default=None),
+        "psnr_obs_final": _f(psnr(crop(whole.task(pic["final"]), obs_box), y_obs)),
+        "psnr_ema_obs_final": (_f(psnr(crop(whole.task(pic["ema"]), obs_box), y_obs)) if pic["ema"] is not None
+                               else None),
+        "psnr_holdout": None, "backtracks": sum(t["backtracks"] for t in tiles),
+        "es_result": {"es_step": None, "es_detected": all(t["es_step"] is not None for t in tiles),
+                      "es_method": tiles[0].get("es_result", {}).get("es_method")},
+    }
+    return result, tiles
+
+
 def write_tiled(cfg: DictConfig, whole: Whole, tiling: Tiling, groups: list[dict], out_dir: Path, wall_s: float,
                 batch: int, logger=None) -> dict:
-    """Assemble the tiles, write the run's files and return ``{"metrics", "restored", ...}``."""
-    tiles = [t for g in groups for t in g["tiles"]]
-    h, w, boxes, alphas = whole.height, whole.width, tiling.boxes, tiling.alphas
-    assembled = {key: (blend([t[key] for t in tiles], boxes, alphas, h, w) if all(t[key] is not None for t in tiles)
-                       else None) for key in ("final", "ema", "best", "es")}
-    final, ema, gt = assembled["final"], assembled["ema"], whole.x_true
-    for key, name in (("final", "restored"), ("ema", "restored_ema"), ("best", "restored_best"), ("es", "restored_es")):
-        if assembled[key] is not None:
-            save_image(assembled[key][0], out_dir / f"{name}.png")
-    observed = whole.task.picture(whole.y)[0]
-    save_image(observed, out_dir / "observed.png")
-    if gt is not None:
-        save_image(gt[0], out_dir / "ground_truth.png")
-
-    shares = [float(a.sum()) for a in alphas]
-    history = pooled_history(tiles, shares)
-    write_curves(history, out_dir / "curves.csv")
-    plot_curves(history, out_dir / "psnr.png", title=f"{type(whole.task).__name__} · {len(tiles)} tiles")
+    """Assemble the tiles, write the run's files (``outputs.write_result``) with the ``tile*`` keys,
+    and return ``{"metrics", "restored", ...}``; the pooled curve goes to ``logger`` too."""
+    result, tiles = assemble(whole, tiling, groups)
+    history, boxes, h, w = result["history"], tiling.boxes, whole.height, whole.width
     if logger is not None:
         for r, step in enumerate(history["step"]):
             logger.log_metrics({f: history[f][r] for f in FIELDS}, step=step)
-
     status, reason = _status(groups)
-    band = border_band(boxes, h, w)
-    psnr_observed = observed_psnr(whole.task, whole.y, gt)
-    psnr_best = _f(psnr(assembled["best"], gt)) if assembled["best"] is not None else None
-    es_psnr = _f(psnr(assembled["es"], gt)) if (assembled["es"] is not None and gt is not None) else None
     rates = [t["it_per_s"] for t in tiles[::batch] if t["it_per_s"]]
     it_per_s = round(sum(rates) / len(rates), 4) if rates else None
-    protocol, which = cfg.get("eval_protocol"), str(cfg.get("eval_output") or "final")
-    scored = assembled.get(which)
-    steps = min(t["steps"] for t in tiles)
-    obs_box = whole.task.observation_box((0, 0, h, w))
-    metrics = {
-        "status": status, "reason": reason, "method": tiles[0]["method"],
-        "net": str(cfg.net._target_).rsplit(".", 1)[-1], "iters_done": steps, "iters": int(cfg.iters),
-        "wall_s": round(wall_s, 3), "it_per_s": it_per_s, "peak_mem_mb": peak_memory_mb(),
-        "task": type(whole.task).__name__, "image": image_name(whole.source), "seed": int(cfg.seed),
-        "image_size": [h, w], "channels": int(final.shape[1]), "ground_truth": gt is not None,
-        "psnr_observed": psnr_observed,
-        "psnr_final": _f(psnr(final, gt)) if gt is not None else None,
-        "psnr_ema_final": _f(psnr(ema, gt)) if (gt is not None and ema is not None) else None,
-        "psnr_best": psnr_best, "best_step": None,
-        **convergence(history, max((v for v in history["psnr/gt"] if v == v), default=None), it_per_s,
-                      psnr_observed),
-        "ssim_final": _f(ssim(final, gt)) if gt is not None else None,
-        "psnr_obs_final": _f(psnr(crop(whole.task(final), obs_box), crop(whole.y, obs_box))),
-        "es_step": None, "es_detected": all(t["es_step"] is not None for t in tiles),
-        "es_psnr": es_psnr,
-        "es_gap": round(psnr_best - es_psnr, 4) if (psnr_best is not None and es_psnr is not None) else None,
-        "backtracks": sum(t["backtracks"] for t in tiles),
-        "eval_protocol": protocol, "eval_output": which if protocol else None,
-        "psnr_eval": (_f(PROTOCOLS[protocol](scored[0], gt[0])) if (protocol and gt is not None and scored is not None)
-                      else None),
+    timing = groups[0]["timing"]
+    common = {"status": status, "reason": reason, "method": tiles[0]["method"], "net": timing["net"],
+              "params": timing["params"], "iters_done": min(t["steps"] for t in tiles), "iters": int(cfg.iters),
+              "wall_s": round(wall_s, 3), "fit_s": round(sum(g["timing"]["fit_s"] for g in groups), 3),
+              "it_per_s": it_per_s, "resumed_at_step": None, "peak_mem_mb": peak_memory_mb()}
+    final, gt, band = result["final"], whole.x_true, border_band(boxes, h, w)
+    extra = {
         "tile": tiling.size, "tile_overlap": tiling.overlap, "tile_batch": batch, "tiles": len(tiles),
         "tile_grid": [len({b[0] for b in boxes}), len({b[1] for b in boxes})],
         "tile_empty": sum(tiling.empty), "tile_steps": [t["steps"] for t in tiles],
         "tile_es_steps": [t["es_step"] for t in tiles],
         "tile_psnr_seams": _f(_masked_psnr(final, gt, band)) if (gt is not None and bool(band.any())) else None,
         "tile_psnr_rest": _f(_masked_psnr(final, gt, ~band)) if gt is not None else None,
-        "output_dir": str(out_dir),
     }
-    write_json(out_dir / "metrics.json", metrics)
-    save_image(panel_of(observed, final[0], gt, metrics, None if ema is None else ema[0]), out_dir / "panel.png")
-    return {"metrics": metrics, "restored": final[0], "restored_ema": None if ema is None else ema[0],
-            "ground_truth": None if gt is None else gt[0], "history": history, "output_dir": out_dir}
+    return write_result(result, whole.task, whole.y, gt, whole.source, int(cfg.seed), out_dir, common,
+                        evaluation_of(cfg), f"{type(whole.task).__name__} · {len(tiles)} tiles", extra)
 
 
 def _masked_psnr(x: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

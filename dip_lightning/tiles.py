@@ -1,6 +1,6 @@
 """Tiles of an image and their blend: where each tile lies, and weights that sum to one.
 
-A tiled run (``tile=SIZE``, ``dip_lightning/tiled.py``) restores each tile as its own DIP fit and
+A tiled run (``tile=SIZE``, ``dip_lightning/regions.py``) restores each tile as its own DIP fit and
 assembles the image as x(p) = Σ_t a_t(p) · x_t(p) with Σ_t a_t(p) = 1 at every pixel p. The raw
 weight of a tile is separable, w_t(i, j) = r(i) · r(j): 1 inside, a raised-cosine ramp
 c(u) = (1 − cos πu) / 2 across each overlap with a neighbour, and 0 in the ``margin`` next to an
@@ -99,6 +99,19 @@ def border_band(boxes: list[Box], height: int, width: int, band: int = 8) -> tor
             if 0 < edge < width:
                 mask[t:t + h, max(0, edge - band):edge + band] = True
     return mask
+
+
+@dataclass
+class Whole:
+    """The whole image a tiled run restores: its task (the operator, a ``tasks.Task``), observation
+    ``y`` and ground truth (or None), where the image came from, and its size in image pixels."""
+
+    task: torch.nn.Module
+    y: torch.Tensor
+    x_true: torch.Tensor | None
+    source: str
+    height: int
+    width: int
 
 
 @dataclass

@@ -6,7 +6,7 @@
     python scripts/benchmark.py --device cuda --precision bf16-mixed --compile --channels-last
 
 Prints a table and writes the results as JSON (``--json OUT``). The work is done by
-``dip_lightning.bench`` (importable: ``from dip_lightning.bench import main; main([...])``).
+``dip_lightning.bench`` (importable: ``from dip_lightning.bench.cli import main; main([...])``).
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 try:
-    from dip_lightning.bench import main
+    from dip_lightning.bench.cli import main
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from dip_lightning.bench import main
+    from dip_lightning.bench.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

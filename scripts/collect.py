@@ -126,12 +126,16 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
     lines = [f"# Sweep {text_(sweep)}", "", f"{len(jobs)} jobs ({failed} not completed), {len(fits)} fits"
              + (f", {len(missing)} of the suite's fits never run" if missing else "")
              + f"; metric {text_(metric)}{scored}; jobs sorted by it ({'ascending' if ascending else 'descending'}).", ""]
+    with_paper = bool(suite.get("paper"))  # the pairs suite scores against its folder's references, not a paper
     if suite.get("quick"):
-        lines += [f"**{text_(suite.get('suite'))}, --quick: shrunk images and iterations — NOT comparable to the paper.**", ""]
+        against = "the paper" if with_paper else "a run at the full recipe"
+        lines += [f"**{text_(suite.get('suite'))}, --quick: shrunk images and iterations — NOT comparable to "
+                  f"{against}.**", ""]
     if suite:
+        delta = ("Δ = ours − paper (the average's: Δ of the mean; ± is the seeds' spread)" if with_paper
+                 else "each image scored against its own reference; ± is the seeds' spread")
         lines += [f"Suite {text_(suite.get('suite'))}: protocol {text_(suite.get('eval_protocol'))}, scored image "
-                  f"{text_(suite.get('eval_output'))}; Δ = ours − paper (the average's: Δ of the mean; ± is the "
-                  f"seeds' spread).", ""]
+                  f"{text_(suite.get('eval_output'))}; {delta}.", ""]
     if fixed and len(jobs) > 1:
         lines += ["Fixed: " + " ".join(code(f"{k}={v}") for k, v in fixed.items()), ""]
     results = sweep / "optuna_best.yaml"  # a search's (dip_lightning/search/results.py)
@@ -143,7 +147,7 @@ def collect(sweep: Path, metric: str | None = None, ascending: bool = False, top
     if (sweep / "search.md").is_file():  # every trial of the study, pruned ones marked
         sections.append(("Search trials", "\n".join((sweep / "search.md").read_text().splitlines()[2:])))
     if varies:
-        sections.append(("Per image", tables.image_markdown(per_image, metric, bool(suite))))
+        sections.append(("Per image", tables.image_markdown(per_image, metric, with_paper)))
     sections.append(("Not counted", tables.failed_markdown(fits + missing, metric)))
     sections.append(("Jobs", markdown(header, table)))
     body = "\n\n".join(f"## {h}\n\n{md}" for h, md in sections if md)

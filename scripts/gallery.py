@@ -28,7 +28,7 @@ import yaml
 
 from dip_lightning.io import load_image, save_image
 from dip_lightning.multirun import launch
-from dip_lightning.outputs import panel
+from dip_lightning.pictures import panel
 from dip_lightning.overrides import QUIET, format_value
 
 #: task -> (its observation's label, the restored image shown, its PSNR's key); denoising's label

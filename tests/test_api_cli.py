@@ -100,7 +100,7 @@ def test_panel_is_labelled(tmp_path, ema):
     truth (no EMA column without an EMA), enlarged so each small image is at least 112 px wide."""
     from PIL import Image
 
-    from dip_lightning.outputs import panel_of
+    from dip_lightning.pictures import panel_of
 
     restore(synthetic_image(20, 16, 3), iters=2, logger="none", output_dir=tmp_path / "p",
             **{"input.depth": 4, "trainer.enable_progress_bar": False, "exp_weight": 0.99 if ema else None,

@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dip_lightning import bench
+from dip_lightning.bench.cli import main, parse_args
+from dip_lightning.bench.loops import bare_fit, lightning_fit
+from dip_lightning.bench.overrides import config_overrides
+from dip_lightning.bench.report import format_table
+from dip_lightning.bench.timing import quiet_session
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "benchmark.py"
@@ -73,11 +77,11 @@ def test_script_quick_writes_every_field(tmp_path):
 
 def test_in_process_with_repeats(tmp_path, capsys):
     out = tmp_path / "sub" / "bench.json"
-    assert bench.main(["--quick", "--threads", "1", "--repeats", "2", "--json", str(out)]) == 0
+    assert main(["--quick", "--threads", "1", "--repeats", "2", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     check(res, repeats=2)
     assert res["threads"] == 1
-    assert 0 < res["later_run_s"] and "first run() (s)" in bench.format_table(res)
+    assert 0 < res["later_run_s"] and "first run() (s)" in format_table(res)
     assert "conv peak GFLOP/s" in capsys.readouterr().out
 
 
@@ -108,11 +112,11 @@ def test_bare_loop_is_the_lightning_step(tmp_path, precision):
     bf16 autocast (Lightning's bf16-mixed on the CPU)."""
     from dip_lightning.api import compose_config
 
-    args = bench.parse_args(["--quick", "--threads", "1", "--steps", "3", "--warmup", "1", "--precision", precision])
-    cfg = compose_config(bench.config_overrides(args, tmp_path) + ["eval_every=2"])
-    with bench.quiet_session(threads=1):
-        lit, _, _ = bench.lightning_fit(cfg)
-        bare, _ = bench.bare_fit(cfg, "cpu", precision)
+    args = parse_args(["--quick", "--threads", "1", "--steps", "3", "--warmup", "1", "--precision", precision])
+    cfg = compose_config(config_overrides(args, tmp_path) + ["eval_every=2"])
+    with quiet_session(threads=1):
+        lit, _, _ = lightning_fit(cfg)
+        bare, _ = bare_fit(cfg, "cpu", precision)
     a, b = lit.state_dict(), bare.state_dict()
     assert a.keys() == b.keys()
     for k in a:
@@ -123,7 +127,7 @@ def test_bare_loop_is_the_lightning_step(tmp_path, precision):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(SystemExit, match="torch.cuda.is_available"):
-        bench.main(["--quick", "--device", "cuda"])
+        main(["--quick", "--device", "cuda"])
 
 
 @pytest.mark.gpu

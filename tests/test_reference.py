@@ -29,9 +29,10 @@ def test_a_pair_is_scored_like_the_synthetic_run_it_came_from(compose_cfg, tmp_p
     pair = metrics(run(compose_cfg(f"image={tmp_path / 'noisy.npy'}", "observed=true",
                                    f"reference={tmp_path / 'clean.npy'}", *common, out="pair")))
     assert pair["status"] == "completed"
-    assert pair["psnr_observed"] == syn["psnr_observed"]  # same observation, same reference
-    for key in ("psnr_final", "psnr_best", "psnr_ema_final", "ssim_final", "es_step"):
-        assert key in pair and (pair[key] is not None or syn[key] is None), key
+    # same observation, reference, net and z (z has its own stream): the same fit, the same scores
+    for key in ("psnr_observed", "psnr_final", "psnr_best", "best_step", "psnr_ema_final", "ssim_final",
+                "psnr_obs_final", "es_step", "es_psnr", "es_gap", "backtracks"):
+        assert pair[key] == syn[key], (key, pair[key], syn[key])
     assert pair["psnr_best"] > pair["psnr_observed"]
 
 

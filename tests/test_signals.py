@@ -144,10 +144,10 @@ def test_a_sigterm_mid_fit_and_during_the_restore_and_the_relaunch_equals_an_uni
 
 
 def test_a_sigterm_while_the_outputs_are_written_lets_them_finish(compose_cfg, setting, monkeypatch):
-    import dip_lightning.tiled_outputs as tiled_outputs
+    import dip_lightning.stages as stages
 
     kind, common = setting
-    owner, name = (runmod, "write_outputs") if kind == "whole" else (tiled_outputs, "write_tiled")
+    owner, name = stages, ("write_fits" if kind == "whole" else "write_tiled")
     write = getattr(owner, name)
 
     def term_then_write(*a, **k):

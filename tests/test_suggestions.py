@@ -16,7 +16,7 @@ from dip_lightning import checks
 from dip_lightning.instantiate import instantiate
 from dip_lightning.run import run
 from dip_lightning.stages import check
-from dip_lightning.tiled import auto_overlap, observe, plan
+from dip_lightning.regions import auto_overlap, observe, plan_tiles as plan
 from conftest import QUIET, SMALL_NETS, TINY_NET, synthetic_image
 
 #: a tiny run: one thread, 4 input channels, 2 steps, metrics every step

@@ -4,9 +4,9 @@ import inspect
 
 import pytest
 
-from dip_lightning import tiled, tiled_outputs
+from dip_lightning import regions, tiled_outputs
 from dip_lightning.instantiate import instantiate
-from dip_lightning.tiled import observe, plan, tile_fit
+from dip_lightning.regions import observe, plan_tiles as plan, tile_fit
 from conftest import QUIET, TINY_NET
 
 SMALL = [*QUIET, *TINY_NET, "input.depth=4", "iters=2"]
@@ -34,7 +34,7 @@ def test_tiles_take_their_observation_box_from_the_task(compose_cfg, image_file,
     assert tuple(fit.prob.y.shape[-2:]) == tuple(v // s for v in tiles.boxes[-1][2:])
     if hasattr(whole.task, "known_fraction"):  # plan asks for every tile's box too
         assert asked[:n] == tiles.boxes
-    assert not hasattr(tiled, "_obs_box")
+    assert not hasattr(regions, "_obs_box")
 
 
 def test_a_tiled_runs_status_is_the_worst_of_its_groups():

@@ -10,7 +10,7 @@ import torch
 
 from dip_lightning import tiles
 from dip_lightning.run import run
-from dip_lightning.tiled import observe, plan
+from dip_lightning.regions import observe, plan_tiles as plan
 from conftest import QUIET, TINY_NET
 
 SMALL = [*QUIET, *TINY_NET, "input.depth=4", "eval_every=5", "es.patience=1000"]

@@ -29,15 +29,7 @@ several interleaved repeats (the median is reported):
 
 Files by concern: ``cli`` (arguments, overrides, ``main``), ``driver`` (the repeats and the
 fields), ``loops`` (Lightning, bare, eager), ``convs`` (conv peak and floor), ``timing``,
-``report`` (the table). Heavy imports (Lightning, Hydra) happen inside the functions, so ``--help``
-and argument errors are instant.
+``report`` (the table); ``opcount`` counts a step's ops. Heavy imports (Lightning, Hydra) happen
+inside the functions, so ``--help`` and argument errors are instant. The entry point is
+``dip_lightning.bench.cli.main`` (``scripts/benchmark.py``).
 """
-from dip_lightning.bench.cli import main, parse_args
-from dip_lightning.bench.overrides import config_overrides
-from dip_lightning.bench.driver import benchmark
-from dip_lightning.bench.loops import bare_fit, build_module, eager_fit, lightning_fit
-from dip_lightning.bench.report import format_table
-from dip_lightning.bench.timing import quiet_session
-
-__all__ = ["bare_fit", "benchmark", "build_module", "config_overrides", "eager_fit", "format_table", "lightning_fit",
-           "main", "parse_args", "quiet_session"]

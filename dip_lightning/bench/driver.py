@@ -31,7 +31,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     import pytorch_lightning as pl
     import torch
 
-    from dip_lightning.api import compose_config
+    from dip_lightning.config import compose_config
     from dip_lightning import malloc as cpu_malloc
     from dip_lightning.nets.blocks import count_parameters
 

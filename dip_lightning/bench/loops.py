@@ -124,7 +124,7 @@ def eager_in_fresh_process(overrides: list[str], threads: int, device: str) -> f
     """``eager_fit`` of the config these ``overrides`` compose, with ``threads`` threads, run in a
     spawned interpreter (see ``benchmark``): glibc's allocator there is as the original code had it,
     whatever ``cpu_malloc`` did to the benchmark's process."""
-    from dip_lightning.api import compose_config
+    from dip_lightning.config import compose_config
 
     with quiet_session(threads):
         return eager_fit(compose_config(overrides), device)

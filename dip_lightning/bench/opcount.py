@@ -137,7 +137,7 @@ def per_step(counter: OpCounter, steps: int) -> dict:
 def count_ops(overrides: list[str], eager_overrides: list[str], steps: int, warmup: int) -> dict:
     """Ops per step of ours (``overrides``, a Lightning fit of ``warmup + steps`` steps) and of the
     eager step (``eager_overrides``), and their ratios."""
-    from dip_lightning.api import compose_config
+    from dip_lightning.config import compose_config
 
     cfg = compose_config(overrides)
     ours = per_step(count_ours(cfg, warmup), int(cfg.iters) - warmup)

@@ -5,7 +5,7 @@ import math
 
 import pytorch_lightning as pl
 
-from dip_lightning.module import FIELDS
+from dip_lightning.history import FIELDS
 
 
 class CurveLogger(pl.Callback):

@@ -46,7 +46,7 @@ class DIPReconstructor(Reconstructor):
     def config(self, physics=None):
         """The composed config; with ``physics``, ``task.complex`` from its class (MRI: complex),
         so the step suits its data (``dip_lightning.steps``) unless an override says otherwise."""
-        from dip_lightning.api import compose_config
+        from dip_lightning.config import compose_config
         from dip_lightning.tasks.physics import overrides_for
 
         found = {} if physics is None else overrides_for(physics)

@@ -14,8 +14,21 @@ import torch.nn as nn
 from dip_lightning.io import pad_image
 
 
-#: the data terms E(A(x̂), y) a task can fit: squared error (the paper's) or absolute error
-LOSSES = ("l2", "l1")
+#: the data terms E(A(x̂), y) a task can fit (``data_error``)
+LOSSES = ("l2", "l1", "poisson")
+
+
+def data_error(a: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """The data term per element, averaged by the module: ``l2`` (A(x̂) − y)², the paper's; ``l1``
+    |A(x̂) − y|; ``poisson`` the Poisson deviance per unit of peak, a − y − y·log(a / y) with
+    a = max(A(x̂), 1e-6): for y = Poisson(peak·x) / peak it is the negative log-likelihood of x,
+    scaled by 1/peak and shifted to 0 at a = y (so it is ≥ 0, as the other two)."""
+    if loss == "l1":
+        return (a - y).abs()
+    if loss == "poisson":
+        a = a.clamp_min(1e-6)
+        return a - y - torch.xlogy(y, a) + torch.xlogy(y, y)
+    return (a - y).pow(2)
 
 
 class Task(nn.Module):
@@ -36,7 +49,8 @@ class Task(nn.Module):
     linear_output: bool = False
     #: False when A mixes the whole image (deepinv physics: MRI, CT, compressed sensing): no tiles
     local: bool = True
-    #: the data term (``LOSSES``): mean (A(x̂) − y)² (l2) or mean |A(x̂) − y| (l1)
+    #: the data term (``LOSSES``, ``data_error``): mean (A(x̂) − y)² (l2), mean |A(x̂) − y| (l1), or
+    #: the mean Poisson deviance (poisson)
     loss: str = "l2"
 
     @property

@@ -54,7 +54,8 @@ class Denoise(Task):
         amount: impulse: the fraction of values replaced by 0 or 1.
         speckle_sigma: speckle: standard deviation of the multiplicative n.
         severity: 1–5 sets the noise model's parameter to ImageNet-C's level (None: the parameter).
-        loss: the data term, l2 | l1 (None: the noise model's default, L1 for impulse noise).
+        loss: the data term, l2 | l1 | poisson (``tasks.base.data_error``; None: the noise model's
+            default, L1 for impulse noise).
     """
 
     def __init__(self, sigma: float = 25.0, clip: bool = True, noise: str = "gaussian", peak: float = 30.0,
@@ -80,7 +81,7 @@ class Denoise(Task):
             raise ValueError(f"task.speckle_sigma={speckle_sigma} is negative; e.g. task.speckle_sigma=0.4")
         loss = DEFAULT_LOSS[noise] if loss is None else str(loss)
         if loss not in LOSSES:
-            raise ValueError(f"task.loss={loss!r}; choose {' or '.join(LOSSES)} (or null: the noise model's own)")
+            raise ValueError(f"task.loss={loss!r}; choose {', '.join(LOSSES[:-1])} or {LOSSES[-1]} (or null: the noise model's own)")
         self.sigma, self.clip, self.noise = float(sigma), clip, noise
         self.peak, self.amount, self.speckle_sigma = float(peak), float(amount), float(speckle_sigma)
         self.severity = None if severity is None else int(severity)
