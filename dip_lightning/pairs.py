@@ -4,8 +4,9 @@
     DIR/reference/NAME.EXT    each one's clean image, same NAME (the extension may differ)
 
 ``check_pairs(DIR)`` returns the observations in name order, or one line saying what is wrong.
-``${dip_pair_reference:${image}}`` (a config resolver) is the reference of the job's observation,
-so a sweep over ``image`` gives every job its own reference.
+``${dip_pair_reference:${image},${pack_images}}`` (a config resolver) is the reference of the job's
+observation (packed: the list of its observations' references), so a sweep over ``image`` or
+``pack_images`` gives every fit its own reference.
 """
 from __future__ import annotations
 
@@ -56,4 +57,12 @@ def reference_of(observed: str) -> str:
     return str(found[0])
 
 
-OmegaConf.register_new_resolver("dip_pair_reference", reference_of, replace=True)
+def references_of(image: str, pack_images=None) -> str | list[str]:
+    """``${dip_pair_reference:${image},${pack_images}}``: the reference of ``image``, or with packed
+    observations the list of theirs, in order."""
+    if pack_images:
+        return [reference_of(str(p)) for p in pack_images]
+    return reference_of(image)
+
+
+OmegaConf.register_new_resolver("dip_pair_reference", references_of, replace=True)

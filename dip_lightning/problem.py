@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from dip_lightning.instantiate import instantiate
 from dip_lightning.seeds import stream_seed
@@ -143,12 +143,14 @@ class Fit:
 
 
 def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, make_input,
-              task: Task | None = None, observation: torch.Tensor | None = None, method=None) -> Fit:
+              task: Task | None = None, observation: torch.Tensor | None = None, method=None,
+              pack_index: int | None = None) -> Fit:
     """Task, net (initialised from ``seed``), observation and input z of one fit, as a lone run makes them.
     ``task`` replaces ``cfg.task``; ``observation`` (1, …) is y as given, of any shape the task
     takes (no ground truth: e.g. the deepinv reconstructor's measurements). A ``method`` that
     shapes its own input (``Method.input_depth``; Self-Guided DIP) sets the net's input channels,
-    and z is then zeros of that depth (the method trains its own)."""
+    and z is then zeros of that depth (the method trains its own). ``pack_index``: the fit's place
+    in ``pack_images``, whose reference is the same place in a list ``reference``."""
     task = instantiate(cfg.task) if task is None else task
     if observation is not None:
         img = observation[0]
@@ -161,17 +163,27 @@ def build_fit(cfg: DictConfig, seed: int, source, image: torch.Tensor | None, ma
     generator = torch.Generator().manual_seed(stream_seed(seed, "observation"))  # the noise / mask
     prob = prepare_problem(img, task, int(getattr(net, "multiple", 1)), observation is not None or bool(cfg.observed),
                            str(cfg.fit_size), generator, getattr(net, "min_size", None),
-                           None if observation is not None else load_reference(cfg), cfg.get("holdout"),
+                           None if observation is not None else load_reference(cfg, pack_index), cfg.get("holdout"),
                            torch.Generator().manual_seed(stream_seed(seed, "holdout")))
     z = net_input(prob, task, own_depth, make_input, torch.Generator().manual_seed(stream_seed(seed, "input")))
     return Fit(seed, str(source), task, net, prob, z, channels)
 
 
-def load_reference(cfg: DictConfig) -> torch.Tensor | None:
-    """The config's ``reference`` image (C, H, W), for an ``observed=true`` run (else a one-line error)."""
+def load_reference(cfg: DictConfig, index: int | None = None) -> torch.Tensor | None:
+    """The config's ``reference`` image (C, H, W), for an ``observed=true`` run (else a one-line
+    error); with ``pack_images``, ``reference`` is a list and ``index`` the packed fit's."""
     ref = cfg.get("reference")
     if ref is None:
         return None
+    if isinstance(ref, (list, ListConfig)) != (index is not None):
+        images = len(cfg.get("pack_images") or [])
+        raise ValueError(f"reference={ref} for {images or 'one'} observation{'s' if images else ''}: give one reference "
+                         f"per observation, a list in pack_images' order when packed, else one file")
+    if index is not None:
+        if len(ref) != len(cfg.pack_images):
+            raise ValueError(f"reference has {len(ref)} images but pack_images has {len(cfg.pack_images)}; give one "
+                             f"reference per packed observation, in order")
+        ref = ref[index]
     if not cfg.get("observed"):
         raise ValueError(f"reference={ref} scores an observation given as image=; add observed=true (without it "
                          f"the run degrades image= itself and scores against it)")
@@ -219,7 +231,8 @@ def build_fits(cfg: DictConfig, image: torch.Tensor | None, make_input, make_tas
         raise ValueError(f"pack_images has {len(images)} images but pack={k}; give one image per fit")
     seed = int(cfg.seed)
     fits = [build_fit(cfg, seed if images else seed * k + i, images[i] if images else cfg.image, image, make_input,
-                      None if make_task is None else make_task(), method=method) for i in range(k)]
+                      None if make_task is None else make_task(), method=method, pack_index=i if images else None)
+            for i in range(k)]
     return _same_size(fits)
 
 

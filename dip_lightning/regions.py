@@ -28,8 +28,8 @@ from dip_lightning import resume, tiles
 from dip_lightning.config import computed_config
 from dip_lightning.instantiate import instantiate
 from dip_lightning.io import crop, load_image
-from dip_lightning.problem import (Fit, alpha_of, build_fits, load_reference, make_observation, net_input, new_net,
-                                   pad_problem)
+from dip_lightning.problem import (Fit, alpha_of, build_fits, holdout_mask, load_reference, make_observation,
+                                   net_input, new_net, pad_problem)
 from dip_lightning.results import RESULT
 from dip_lightning.seeds import stream_seed
 from dip_lightning.tiles import Box, Tiling, Whole
@@ -131,14 +131,12 @@ def plan(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> 
 
 
 def observe(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) -> Whole:
-    """The task and the whole image's observation, made as a whole-image run of ``seed`` makes it."""
+    """The task and the whole image's observation (and ``holdout``'s held-out pixels), made as a
+    whole-image run of ``seed`` makes them."""
     task = instantiate(cfg.task) if make_task is None else make_task()
     if not task.local:
         raise ValueError(f"tile={cfg.tile}: {type(task).__name__} mixes the whole image (MRI, CT, compressed "
                          f"sensing), so it cannot be restored in tiles; use tile=null")
-    if cfg.get("holdout"):
-        raise ValueError(f"holdout={cfg.holdout} scores a whole-image fit on its held-out pixels; tiles are not "
-                         f"supported yet: use tile=null")
     if str(cfg.fit_size) != "pad":
         raise ValueError(f"tile={cfg.tile} restores every pixel; use fit_size=pad (not {cfg.fit_size})")
     img = load_image(cfg.image if image is None else image, cfg.get("resize"))
@@ -148,8 +146,11 @@ def observe(cfg: DictConfig, image: torch.Tensor | None = None, make_task=None) 
     reference = load_reference(cfg)
     y, x_true = make_observation(task, img[None], bool(cfg.observed) or task.blind, generator,
                                  None if reference is None else reference[None])
+    held = None if not cfg.get("holdout") else holdout_mask(
+        task, y, float(cfg.holdout), torch.Generator().manual_seed(stream_seed(int(cfg.seed), "holdout")))
     s = int(task.scale)
-    return Whole(task, y, x_true, "array" if image is not None else str(cfg.image), y.shape[-2] * s, y.shape[-1] * s)
+    return Whole(task, y, x_true, "array" if image is not None else str(cfg.image), y.shape[-2] * s, y.shape[-1] * s,
+                 held)
 
 
 def auto_overlap(size: int, align: int = 1, margin: int = 0) -> int | None:
@@ -217,7 +218,7 @@ def plan_tiles(cfg: DictConfig, whole: Whole) -> Tiling:
 
 def tile_fit(cfg: DictConfig, whole: Whole, index: int, n: int, box: Box, make_input, method) -> Fit:
     """Tile ``index``'s fit: its operator, its part of the observation (padded to the net's
-    multiple), a net from seed ``seed · n + index`` and its own input z."""
+    multiple) and of the held-out pixels, a net from seed ``seed · n + index`` and its own input z."""
     seed = int(cfg.seed) * n + index
     obs_box = whole.task.observation_box(box)
     task = whole.task.tile(obs_box)
@@ -225,7 +226,8 @@ def tile_fit(cfg: DictConfig, whole: Whole, index: int, n: int, box: Box, make_i
     x_true = None if whole.x_true is None else crop(whole.x_true, box)
     y = crop(whole.y, obs_box)
     prob = pad_problem(task, y, x_true, int(getattr(net, "multiple", 1)), getattr(net, "min_size", None),
-                       inner_band_weight(y, obs_box, whole, -(-int(whole.task.tile_margin) // int(whole.task.scale))))
+                       inner_band_weight(y, obs_box, whole, -(-int(whole.task.tile_margin) // int(whole.task.scale))),
+                       None if whole.holdout is None else crop(whole.holdout, obs_box))
     generator = torch.Generator().manual_seed(stream_seed(seed, "tile_input"))
     return Fit(seed, whole.source, task, net, prob, net_input(prob, task, own_depth, make_input, generator), channels)
 

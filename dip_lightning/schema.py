@@ -30,7 +30,7 @@ class Run(Keys):
     seed: Annotated[int, Field(ge=0)] = allowed("an integer >= 0")
     resize: Optional[Annotated[int, Field(ge=8)]] = allowed("a longer side >= 8 px, or null to keep the size")
     observed: bool = allowed("true or false")
-    reference: Optional[str] = allowed("an image file (or null)")
+    reference: Optional[str | list[str]] = allowed("an image file, one per packed image (a list), or null")
     holdout: Optional[Annotated[float, Field(gt=0, lt=1)]] = allowed("a fraction in (0, 1), e.g. holdout=0.1, or null")
     fit_size: Literal["pad", "crop"] = allowed("pad or crop")
     reg_noise_std: NonNegFloat = allowed("a jitter std >= 0 (0: off)")

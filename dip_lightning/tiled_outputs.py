@@ -7,7 +7,9 @@ The same files as a whole-image run (``dip_lightning/outputs.py``), for the asse
 ``metrics.json``. Every PSNR in metrics.json is the assembled image's. The curve pools the tiles'
 curves step by step, PSNR = −10 log10 Σ_t s_t · MSE_t with s_t the tile's share of the blended
 image (the tiles are fitted one group after another, so the assembled image exists only at the
-end). The ``tile*`` keys record the tiling and ``tile_psnr_seams`` / ``tile_psnr_rest``: the
+end); the held-out PSNR (``holdout``: the same pixels are held out of every tile's data term) is
+pooled likewise, and ``psnr_holdout`` is the assembled image's on all of them. The ``tile*`` keys
+record the tiling and ``tile_psnr_seams`` / ``tile_psnr_rest``: the
 PSNR of the pixels within 8 px of an inner tile border and of all the others.
 """
 from __future__ import annotations
@@ -20,12 +22,12 @@ from omegaconf import DictConfig
 
 from dip_lightning.history import FIELDS
 from dip_lightning.io import crop
-from dip_lightning.metrics import psnr
+from dip_lightning.metrics import masked_psnr, psnr
 from dip_lightning.metrics import score as _f
 from dip_lightning.outputs import evaluation_of, peak_memory_mb, write_result
 from dip_lightning.tiles import Tiling, Whole, blend, border_band
 
-PSNR_FIELDS = ("psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt")
+PSNR_FIELDS = ("psnr/obs", "psnr/gt", "psnr_ema/obs", "psnr_ema/gt", "psnr/holdout")
 
 
 def pooled_psnr(values: list[float], shares: list[float]) -> float:
@@ -81,7 +83,9 @@ def assemble(whole: Whole, tiling: Tiling, groups: list[dict]) -> tuple[dict, li
         "psnr_obs_final": _f(psnr(crop(whole.task(pic["final"]), obs_box), y_obs)),
         "psnr_ema_obs_final": (_f(psnr(crop(whole.task(pic["ema"]), obs_box), y_obs)) if pic["ema"] is not None
                                else None),
-        "psnr_holdout": None, "backtracks": sum(t["backtracks"] for t in tiles),
+        "psnr_holdout": (None if whole.holdout is None else _f(masked_psnr(
+            crop(whole.task(pic["final"]), obs_box), y_obs, crop(whole.holdout, obs_box), 1)[0])),
+        "backtracks": sum(t["backtracks"] for t in tiles),
         "es_result": {"es_step": None, "es_detected": all(t["es_step"] is not None for t in tiles),
                       "es_method": tiles[0].get("es_result", {}).get("es_method")},
     }

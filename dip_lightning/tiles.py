@@ -112,6 +112,7 @@ class Whole:
     source: str
     height: int
     width: int
+    holdout: torch.Tensor | None = None  # (1, 1, h, w) of y: 1 on the pixels held out of every tile's data term
 
 
 @dataclass

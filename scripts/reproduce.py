@@ -100,10 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if args.pack > 1:
-            print(f"error: --pack {args.pack}: the pairs suite fits one observation per job (each has its own "
-                  f"reference); leave --pack out", file=sys.stderr)
-            return 2
     elif not folder.is_dir():
         print(f"error: {folder} does not exist; --data must hold {suite['folder']}/", file=sys.stderr)
         return 2

@@ -67,3 +67,28 @@ def test_the_pairs_suite_through_joblib_reports_the_jobs_psnrs(tmp_path):
     assert "psnr_observed" in report and "es_gap" in report
     assert "paper" not in report and "each image scored against its own reference" in report  # no paper column
     assert "NOT comparable to a run at the full recipe" in report  # --quick
+
+
+def test_packed_pairs_get_each_its_own_reference(compose_cfg, tmp_path):
+    """pack_images of two observations with the pairs suite's reference resolver: each packed fit is
+    scored against its own reference, as its lone run is; a lone reference for a pack is one line."""
+    from conftest import QUIET, TINY_NET
+    from dip_lightning.run import run
+
+    data = tmp_path / "pairs"
+    assert script("make_pairs.py", "--out", str(data), "--images", "astronaut,coffee", "--size", "24",
+                  "--noise", "gaussian", "--format", "npy").returncode == 0
+    observed = check_pairs(data)
+    common = ("observed=true", "reference='${dip_pair_reference:${image},${pack_images}}'", "iters=6", "eval_every=3",
+              "input.depth=4", *QUIET, *TINY_NET)
+    packed = run(compose_cfg(f"image={observed[0]}", f"pack_images=[{observed[0]},{observed[1]}]", *common,
+                             out="packed"))["metrics"]
+    for i, obs in enumerate(observed):
+        lone = run(compose_cfg(f"image={obs}", *common, out=f"lone{i}"))["metrics"]
+        fit = packed["fit_metrics"][i]
+        assert fit["image"] == lone["image"] == obs.stem
+        assert fit["psnr_observed"] == lone["psnr_observed"] is not None  # the same observation against the same reference
+        assert fit["psnr_final"] is not None
+    with pytest.raises(ValueError, match="give one reference per observation"):
+        run(compose_cfg(f"image={observed[0]}", f"pack_images=[{observed[0]},{observed[1]}]", "observed=true",
+                        f"reference={reference_of(str(observed[0]))}", *common[2:], out="one"))
