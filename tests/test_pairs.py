@@ -65,7 +65,8 @@ def test_the_pairs_suite_through_joblib_reports_the_jobs_psnrs(tmp_path):
     assert rows == {name: pytest.approx(m["psnr_eval"], abs=1e-3) for name, m in jobs.items()}
     report = (work / "report.md").read_text() if (work / "report.md").exists() else proc.stdout
     assert "psnr_observed" in report and "es_gap" in report
-    assert "paper" not in report and "each image scored against its own reference" in report  # no paper column
+    assert "each image scored against its own reference" in report  # no paper column, no Δ against a paper
+    assert "| paper |" not in report and "ours − paper" not in report and "comparable to the paper" not in report
     assert "NOT comparable to a run at the full recipe" in report  # --quick
 
 
