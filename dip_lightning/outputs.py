@@ -59,7 +59,7 @@ def common_keys(cfg: DictConfig, group: dict, wall_s: float) -> dict:
     """The keys every fit of a group shares: status, method, net, steps, times, memory."""
     t = group["timing"]
     it_per_s = round(t["it_per_s"], 4) if t["it_per_s"] else None
-    return {"status": group["status"], "reason": group["reason"], "method": group["fits"][0]["method"],
+    return {"status": group["status"], "reason": group["reason"], "method": t["method"],
             "net": t["net"], "params": t["params"], "iters_done": t["steps"], "iters": int(cfg.iters),
             "wall_s": round(wall_s + t["before_s"], 3), "fit_s": round(t["fit_s"], 3), "it_per_s": it_per_s,
             "resumed_at_step": t["resumed_at"], "peak_mem_mb": peak_memory_mb()}

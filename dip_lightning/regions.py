@@ -108,7 +108,7 @@ class Plan:
         """metrics.json's keys for a run stopped before its outputs: a tiled run's groups done."""
         if self.tiling is None:
             return {}
-        return {"iters_done": sum(t["steps"] for r in groups for t in r["fits"][:1]), "tiles": self.regions,
+        return {"iters_done": sum(g["timing"]["steps"] for g in groups), "tiles": self.regions,
                 "tile_groups": self.groups, "tile_groups_done": len(groups)}
 
 

@@ -102,18 +102,18 @@ def write_tiled(cfg: DictConfig, whole: Whole, tiling: Tiling, groups: list[dict
         for r, step in enumerate(history["step"]):
             logger.log_metrics({f: history[f][r] for f in FIELDS}, step=step)
     status, reason = _status(groups)
-    rates = [t["it_per_s"] for t in tiles[::batch] if t["it_per_s"]]
+    rates = [g["timing"]["it_per_s"] for g in groups if g["timing"]["it_per_s"]]
     it_per_s = round(sum(rates) / len(rates), 4) if rates else None
     timing = groups[0]["timing"]
-    common = {"status": status, "reason": reason, "method": tiles[0]["method"], "net": timing["net"],
-              "params": timing["params"], "iters_done": min(t["steps"] for t in tiles), "iters": int(cfg.iters),
+    common = {"status": status, "reason": reason, "method": timing["method"], "net": timing["net"],
+              "params": timing["params"], "iters_done": min(g["timing"]["steps"] for g in groups), "iters": int(cfg.iters),
               "wall_s": round(wall_s, 3), "fit_s": round(sum(g["timing"]["fit_s"] for g in groups), 3),
               "it_per_s": it_per_s, "resumed_at_step": None, "peak_mem_mb": peak_memory_mb()}
     final, gt, band = result["final"], whole.x_true, border_band(boxes, h, w)
     extra = {
         "tile": tiling.size, "tile_overlap": tiling.overlap, "tile_batch": batch, "tiles": len(tiles),
         "tile_grid": [len({b[0] for b in boxes}), len({b[1] for b in boxes})],
-        "tile_empty": sum(tiling.empty), "tile_steps": [t["steps"] for t in tiles],
+        "tile_empty": sum(tiling.empty), "tile_steps": [g["timing"]["steps"] for g in groups for _ in g["fits"]],
         "tile_es_steps": [t["es_step"] for t in tiles],
         "tile_psnr_seams": _f(_masked_psnr(final, gt, band)) if (gt is not None and bool(band.any())) else None,
         "tile_psnr_rest": _f(_masked_psnr(final, gt, ~band)) if gt is not None else None,
